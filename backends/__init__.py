@@ -1,0 +1,1 @@
+"""Backend adapters (installed as ``latkit.backends``): one per inference runtime, one measurement protocol."""

@@ -1,0 +1,1 @@
+"""Latency-aware DARTS search (installed as ``latkit.search``)."""
