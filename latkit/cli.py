@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Sequence
 
 from rich.console import Console
@@ -78,8 +79,119 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_backends(args: argparse.Namespace, console: Console) -> int:
+    from latkit.backends.registry import backend_class, list_backends
+
+    table = Table("backend", "device", "available", "reason / versions", "device name")
+    for name in list_backends():
+        cls = backend_class(name)
+        for device in cls.devices:
+            backend = cls(device=device)
+            ok, reason = backend.availability()
+            detail = reason if not ok else ", ".join(f"{k} {v}" for k, v in backend.versions().items())
+            table.add_row(name, device, "yes" if ok else "no", detail, backend.device_name() if ok else "")
+    console.print(table)
+    return 0
+
+
+def _protocol(args: argparse.Namespace) -> "MeasureProtocol":  # noqa: F821
+    from latkit.backends.base import MeasureProtocol
+
+    return MeasureProtocol(warmup_runs=args.warmup_runs, warmup_ms=args.warmup_ms, repeats=args.repeats,
+                           threads=args.threads)
+
+
+def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from latkit.backends.registry import get_backend
+    from latkit.measure import Shard, default_dataset_name, run_campaign
+
+    if args.count < 0:
+        raise LatkitError(f"--count must be >= 0, got {args.count}")
+    config = _net_config(args)
+    protocol = _protocol(args)
+    backend = get_backend(args.backend, args.device, protocol.threads)
+    backend.check_available()
+    out = args.out or default_dataset_name(args.backend, args.device, config)
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.2f} arch/s"), TimeRemainingColumn(),
+               TextColumn("{task.fields[failures]} failed")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"{args.backend}/{args.device}", total=None, rate=0.0, failures=0)
+        start = time.perf_counter()
+        plain = not console.is_terminal
+
+        def progress(done: int, total: int, failures: int) -> None:
+            rate = done / (time.perf_counter() - start)
+            bar.update(task, completed=done, total=total, rate=rate, failures=failures)
+            if plain and (done % 50 == 0 or done == total):
+                print(f"{done}/{total} architectures, {rate * 3600:.0f}/h, {failures} failed", flush=True)
+
+        try:
+            result = run_campaign(backend, config, protocol, seed=args.seed, count=args.count, out=out,
+                                  shard=Shard.parse(args.shard), force=args.force,
+                                  reference_every=args.reference_every, repeat_every=args.repeat_every,
+                                  progress=progress)
+        except KeyboardInterrupt:
+            print(f"latkit: interrupted; {out} keeps every finished architecture, rerun the same command to resume",
+                  file=sys.stderr)
+            return 130
+    rate = result.measured / result.seconds * 3600 if result.seconds else 0.0
+    console.print(f"measured {result.measured} architectures ({result.failures} failed, {result.skipped} already in "
+                  f"{out}) in {result.seconds:.0f} s: {rate:.0f} architectures/hour", highlight=False)
+    return 0
+
+
+def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets.quality import summary
+    from latkit.datasets.store import load
+
+    s = summary(load(args.file), stat=args.stat)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    h = s["header"]
+    c = h["config"]
+    lat, nf, dr = s["latency_ms"], s["noise_floor"], s["drift"]
+    console.print(f"[bold]{s['path']}[/]: {h['backend']} on {h['device']} ({h.get('device_name', '')}), batch "
+                  f"{c['batch']}, {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} layers, "
+                  f"{c['channels']} channels", highlight=False)
+    console.print(f"rows {s['rows']}: {s['samples']} samples ({s['failures']} failed), {s['repeats']} repeats, "
+                  f"{s['references']} reference timings", highlight=False)
+    if lat:
+        console.print(f"{s['stat']}: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f} ms",
+                      highlight=False)
+    console.print(f"noise floor ({nf['pairs']} re-measured pairs): MAPE {nf['mape_pct']:.2f}%, "
+                  f"p90 {nf['p90_ape_pct']:.2f}%", highlight=False)
+    if dr.get("timings"):
+        console.print(f"drift ({dr['timings']} timings of {h.get('reference')}): median {dr['median_ms']:.3f} ms, "
+                      f"max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%", highlight=False)
+    console.print(f"protocol {h['protocol']}", highlight=False)
+    console.print(f"environment {h['environment']}", highlight=False)
+    return 0
+
+
+def _cmd_dataset_merge(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets.store import merge
+
+    rows, dropped = merge(args.files, args.out, force=args.force)
+    console.print(f"wrote {args.out}: {rows} rows ({dropped} duplicate samples dropped)", highlight=False)
+    return 0
+
+
+def _cmd_dataset_validate(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets.quality import validate
+
+    ds = validate(args.file)
+    console.print(f"{args.file}: valid ({ds.table.num_rows} rows)", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
+    from latkit.backends.base import MeasureProtocol
+
     parser = argparse.ArgumentParser(prog="latkit", description="latency toolkit for latency-aware DARTS")
     parser.add_argument("--version", action="version", version=f"latkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -102,6 +214,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .onnx path")
     _add_net_args(p)
     p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("backends", help="list backends: available or not and why, versions, device")
+    p.set_defaults(handler=_cmd_backends)
+
+    p = sub.add_parser("measure", help="measure sampled architectures on a backend into a latency dataset")
+    p.add_argument("--backend", required=True, choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--count", type=int, required=True, help="campaign size: sample indices 0..N-1")
+    p.add_argument("--seed", type=int, default=0, help="sampling campaign seed (default 0)")
+    p.add_argument("--shard", default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
+    p.add_argument("--out", help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")
+    p.add_argument("--force", action="store_true", help="append even if the environment fingerprint differs")
+    _add_net_args(p)
+    d = MeasureProtocol()
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs (default %(default)s)")
+    p.add_argument("--warmup-runs", type=int, default=d.warmup_runs, help="at least this many (default %(default)s)")
+    p.add_argument("--warmup-ms", type=float, default=d.warmup_ms, help="and at least this long (default %(default)s)")
+    p.add_argument("--reference-every", type=int, default=100, help="re-time DARTS_V2 every K samples (0: never)")
+    p.add_argument("--repeat-every", type=int, default=20, help="re-measure an earlier sample every K (0: never)")
+    p.set_defaults(handler=_cmd_measure)
+
+    dataset = sub.add_parser("dataset", help="inspect, merge and validate latency datasets")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
+    p = dataset_sub.add_parser("info", help="rows, failures, latency range, noise floor, drift, fingerprint")
+    p.add_argument("file")
+    p.add_argument("--stat", default="median_ms", help="statistic to summarise (default %(default)s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_dataset_info)
+    p = dataset_sub.add_parser("merge", help="join shards (refuses different fingerprints unless --force)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(handler=_cmd_dataset_merge)
+    p = dataset_sub.add_parser("validate", help="check a dataset file; a corrupt or foreign file is an error")
+    p.add_argument("file")
+    p.set_defaults(handler=_cmd_dataset_validate)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""The backend interface and the one measurement protocol shared by every runtime.
+
+A backend is split as in Polygraphy: ``prepare`` builds once (export, session or engine creation) and returns a
+``Runner``; ``measure`` runs the one timing loop on it (warm-up by count and by time, synchronised repetitions,
+robust statistics). Adapters implement only ``_available_impl``, ``versions`` and ``_prepare_impl``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Protocol as TypingProtocol
+
+import numpy as np
+
+from latkit.errors import LatkitError
+from latkit.network import NetConfig, Network
+
+DEVICES = ("cpu", "cuda")
+
+
+class BackendUnavailable(LatkitError):
+    """The backend's runtime or device is missing here; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class MeasureProtocol:
+    """How one architecture is timed. Defaults chosen by ``benchmarks/noise.py`` (see benchmarks/RESULTS.md)."""
+
+    warmup_runs: int = 5
+    warmup_ms: float = 200.0
+    repeats: int = 30
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.warmup_runs < 0 or self.warmup_ms < 0 or self.threads < 1:
+            raise LatkitError(f"invalid protocol {asdict(self)}: repeats and threads must be >= 1, warm-up >= 0")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of the timed repetitions of one architecture, all in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p10_ms: float
+    p90_ms: float
+    iqm_ms: float
+    n: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> "LatencyStats":
+        x = np.sort(np.asarray(samples_ms, dtype=np.float64))
+        if x.size == 0 or not np.all(np.isfinite(x)):
+            raise ValueError("latency samples must be a non-empty list of finite numbers")
+        k = x.size // 4  # interquartile mean: drop the lowest and highest quarter by rank
+        middle = x[k: x.size - k]
+        return cls(median_ms=float(np.median(x)), mean_ms=float(x.mean()), std_ms=float(x.std(ddof=1)) if x.size > 1
+                   else 0.0, min_ms=float(x[0]), p10_ms=float(np.percentile(x, 10)),
+                   p90_ms=float(np.percentile(x, 90)), iqm_ms=float(middle.mean()), n=int(x.size))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+STAT_COLUMNS = tuple(f.name for f in fields(LatencyStats))
+
+
+class Runner(TypingProtocol):
+    """One prepared architecture: ``run`` enqueues one inference on ``device``."""
+
+    device: str
+
+    def run(self) -> None: ...
+
+
+Clock = Callable[[Callable[[], None]], float]
+
+
+def host_clock(fn: Callable[[], None]) -> float:
+    """Milliseconds of one synchronous call, by the host's monotonic high-resolution clock."""
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+def cuda_clock(fn: Callable[[], None]) -> float:
+    """Milliseconds of one call on the current CUDA stream, by CUDA events after synchronisation."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return float(start.elapsed_time(end))
+
+
+def clock_for(device: str) -> Clock:
+    return cuda_clock if device == "cuda" else host_clock
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A measurement: the statistics plus what the warm-up cost."""
+
+    stats: LatencyStats
+    warmup_runs: int
+    warmup_ms: float
+
+
+def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = None) -> Timing:
+    """The one timing loop: warm up until both the run count and the time are reached, then time ``repeats``."""
+    clock = clock or clock_for(runner.device)
+    warm_runs, warm_ms = 0, 0.0
+    while warm_runs < protocol.warmup_runs or warm_ms < protocol.warmup_ms:
+        warm_ms += clock(runner.run)
+        warm_runs += 1
+    samples = [clock(runner.run) for _ in range(protocol.repeats)]
+    if not all(math.isfinite(s) and s >= 0 for s in samples):
+        raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
+    return Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms)
+
+
+class Backend(ABC):
+    """An inference runtime on a device. Construct through ``latkit.backends.registry.get_backend``."""
+
+    name: str = ""
+    devices: tuple[str, ...] = DEVICES
+
+    def __init__(self, device: str = "cpu", threads: int = 1):
+        if device not in self.devices:
+            raise LatkitError(f"backend {self.name!r} runs on {', '.join(self.devices)}, not {device!r}")
+        self.device = device
+        self.threads = threads
+
+    def availability(self) -> tuple[bool, str]:
+        """(True, '') when usable here, else (False, every reason in one line)."""
+        ok, reason = self._available_impl()
+        reasons = [] if ok else [reason]
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                reasons.append("no CUDA GPU visible to torch")
+        return not reasons, "; ".join(reasons)
+
+    def check_available(self) -> None:
+        ok, reason = self.availability()
+        if not ok:
+            raise BackendUnavailable(f"backend {self.name!r} on {self.device} is not available: {reason}")
+
+    def prepare(self, model: Network) -> Runner:
+        """Build everything needed to run ``model`` (eval mode, fixed input shape) once; time it many times."""
+        return self._prepare_impl(model.eval(), model.config)
+
+    @abstractmethod
+    def _available_impl(self) -> tuple[bool, str]: ...
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Library versions that decide the latency (runtime, and what it runs on)."""
+
+    @abstractmethod
+    def _prepare_impl(self, model: Network, config: NetConfig) -> Runner: ...
+
+    def device_name(self) -> str:
+        from latkit.env import device_name
+
+        return device_name(self.device)

@@ -1,0 +1,127 @@
+"""TensorRT: an engine built from the ONNX export, I/O in torch CUDA tensors bound by address, timing cache on disk.
+
+Written against the TensorRT 10 Python API (name-based tensors, ``execute_async_v3``), which TensorRT 11 keeps;
+11 removed the weak-typing flags, so ``fp16=True`` needs TensorRT 10. ``tensorrt`` is imported only in methods.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from latkit.backends.base import Backend, BackendUnavailable, Runner
+from latkit.network import NetConfig, Network
+from latkit.onnx_export import INPUT_NAME, OUTPUT_NAME, to_onnx
+
+DEFAULT_TIMING_CACHE = Path("~/.cache/latkit/tensorrt-timing.cache")
+
+
+class _EngineRunner:
+    """One execution context; its input and output are torch CUDA tensors whose addresses are bound once."""
+
+    device = "cuda"
+
+    def __init__(self, runtime: "object", engine: "object", config: NetConfig):
+        self.runtime, self.engine = runtime, engine  # kept so they outlive the context
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError("TensorRT could not create an execution context")
+        self.x = torch.randn(config.input_shape(), device="cuda")
+        self.y = torch.empty((config.batch, config.classes), device="cuda")
+        tensors = {INPUT_NAME: self.x, OUTPUT_NAME: self.y}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            if name not in tensors or tuple(engine.get_tensor_shape(name)) != tuple(tensors[name].shape):
+                raise RuntimeError(f"unexpected engine I/O tensor {name!r} {tuple(engine.get_tensor_shape(name))}")
+            self.context.set_tensor_address(name, tensors[name].data_ptr())
+
+    def run(self) -> None:
+        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    devices = ("cuda",)
+
+    def __init__(self, device: str = "cuda", threads: int = 1, *, fp16: bool = False, tf32: bool = True,
+                 optimization_level: int = 3, workspace_mib: int = 1024, timing_cache: str | Path | None = None):
+        super().__init__(device, threads)
+        self.fp16, self.tf32 = fp16, tf32
+        self.optimization_level, self.workspace_mib = optimization_level, workspace_mib
+        self.timing_cache = Path(timing_cache or DEFAULT_TIMING_CACHE).expanduser()
+
+    def _available_impl(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("tensorrt") is None:
+            return False, ("tensorrt is not installed (its wheels come from NVIDIA's index: "
+                           "pip install 'latkit[tensorrt]')")
+        try:
+            import tensorrt as trt
+        except (ImportError, OSError) as e:
+            return False, f"tensorrt is installed but does not import: {e}"
+        if self.fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+            return False, f"fp16 needs BuilderFlag.FP16, removed in TensorRT {trt.__version__} (strong typing only)"
+        return True, ""
+
+    def versions(self) -> dict[str, str]:
+        import tensorrt as trt
+
+        return {"tensorrt": trt.__version__, "torch": torch.__version__, "cuda": str(torch.version.cuda)}
+
+    def _prepare_impl(self, model: Network, config: NetConfig) -> Runner:
+        import tensorrt as trt
+
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        # Networks are always explicit-batch from TensorRT 10 (the flag is deprecated and ignored there).
+        explicit = int(trt.__version__.split(".")[0]) < 10
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if explicit else 0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(to_onnx(model).SerializeToString()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse the ONNX export: {errors}")
+
+        build = builder.create_builder_config()
+        build.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mib << 20)
+        if self.fp16:
+            if not hasattr(trt.BuilderFlag, "FP16"):
+                raise BackendUnavailable(f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strong typing only)")
+            build.set_flag(trt.BuilderFlag.FP16)
+        if not self.tf32 and hasattr(trt.BuilderFlag, "TF32"):
+            build.clear_flag(trt.BuilderFlag.TF32)
+        build.builder_optimization_level = self.optimization_level
+        cache = self._load_timing_cache(build)
+
+        plan = builder.build_serialized_network(network, build)
+        if plan is None:
+            raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
+        self._save_timing_cache(cache)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise RuntimeError("TensorRT failed to deserialize the engine it built")
+        return _EngineRunner(runtime, engine, config)
+
+    def _load_timing_cache(self, build: "object") -> "object":
+        """The on-disk timing cache attached to ``build``; an empty one when absent or made elsewhere."""
+        blob = self.timing_cache.read_bytes() if self.timing_cache.is_file() else b""
+        cache = build.create_timing_cache(blob)
+        if cache is None or not build.set_timing_cache(cache, ignore_mismatch=False):
+            cache = build.create_timing_cache(b"")  # another TensorRT version or GPU wrote the file: start afresh
+            build.set_timing_cache(cache, ignore_mismatch=False)
+        return cache
+
+    def _save_timing_cache(self, cache: "object") -> None:
+        """Write the (grown) cache back atomically, so concurrent builds never read a torn file."""
+        self.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.timing_cache.parent, prefix=self.timing_cache.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(memoryview(cache.serialize()))
+            os.replace(tmp, self.timing_cache)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,97 @@
+"""What a dataset is worth: noise floor, drift, summary, and validation of a file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latkit.datasets.store import KINDS, STAT_COLUMNS, STATUSES, Dataset, DatasetError, load
+from latkit.space import GenotypeError, parse, sample
+
+
+def noise_floor(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
+    """MAPE (%) between the first measurement of a sample and its independent re-measurement(s)."""
+    t = ds.table
+    kind, status, index = (t.column(c).to_pylist() for c in ("kind", "status", "index"))
+    value = t.column(stat).to_pylist()
+    first: dict[int, float] = {}
+    for k, s, i, v in zip(kind, status, index, value):
+        if k == "sample" and s == "ok":
+            first.setdefault(i, v)
+    errors = [abs(v - first[i]) / first[i] for k, s, i, v in zip(kind, status, index, value)
+              if k == "repeat" and s == "ok" and i in first]
+    if not errors:
+        return {"pairs": 0, "mape_pct": float("nan"), "p90_ape_pct": float("nan")}
+    e = 100 * np.asarray(errors)
+    return {"pairs": len(errors), "mape_pct": float(e.mean()), "p90_ape_pct": float(np.percentile(e, 90))}
+
+
+def drift(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
+    """The reference architecture's re-timings: spread over the campaign, relative to their median."""
+    t = ds.table
+    mask = [k == "reference" and s == "ok" for k, s in zip(t.column("kind").to_pylist(), t.column("status").to_pylist())]
+    values = np.asarray([v for v, m in zip(t.column(stat).to_pylist(), mask) if m], dtype=np.float64)
+    if values.size == 0:
+        return {"timings": 0}
+    mid = float(np.median(values))
+    return {"timings": int(values.size), "median_ms": mid, "first_ms": float(values[0]), "last_ms": float(values[-1]),
+            "max_dev_pct": float(100 * np.abs(values - mid).max() / mid),
+            "cv_pct": float(100 * values.std() / values.mean())}
+
+
+def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
+    """Rows, failures, latency range, noise floor, drift and fingerprint of a dataset."""
+    t = ds.table
+    kinds = t.column("kind").to_pylist()
+    ok = ds.samples(ok_only=True)
+    lat = ok.column(stat).to_numpy()
+    samples = sum(k == "sample" for k in kinds)
+    stages = {c: float(np.median(ok.column(c).to_numpy())) for c in ("build_ms", "prepare_ms", "warmup_ms",
+                                                                     "timing_ms")} if ok.num_rows else {}
+    return {
+        "path": str(ds.path), "rows": t.num_rows, "samples": samples, "samples_ok": ok.num_rows,
+        "failures": samples - ok.num_rows, "repeats": kinds.count("repeat"), "references": kinds.count("reference"),
+        "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())}
+        if lat.size else {},
+        "stat": stat, "noise_floor": noise_floor(ds, stat), "drift": drift(ds, stat), "median_stage_ms": stages,
+        "header": ds.header,
+    }
+
+
+def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
+    """Load ``path`` and check every invariant of the format; raises DatasetError naming the first fault."""
+    ds = load(path)
+    t = ds.table
+    col = {c: t.column(c).to_pylist() for c in ("kind", "status", "seed", "index", "genotype", "backend", "device")}
+    stats = {c: t.column(c).to_pylist() for c in STAT_COLUMNS}
+    header = ds.header
+    seen: set[tuple[int, int]] = set()
+    for r in range(t.num_rows):
+        where = f"{path}: row {r}"
+        if col["kind"][r] not in KINDS:
+            raise DatasetError(f"{where}: unknown kind {col['kind'][r]!r}")
+        if col["status"][r] not in STATUSES:
+            raise DatasetError(f"{where}: unknown status {col['status'][r]!r}")
+        if (col["backend"][r], col["device"][r]) != (header.get("backend"), header.get("device")):
+            raise DatasetError(f"{where}: backend/device {col['backend'][r]}/{col['device'][r]} differs from the "
+                               f"file's {header.get('backend')}/{header.get('device')}")
+        if col["status"][r] == "ok":
+            values = [stats[c][r] for c in STAT_COLUMNS]
+            if any(v is None or not np.isfinite(v) for v in values) or stats["min_ms"][r] <= 0 \
+                    or not stats["min_ms"][r] <= stats["median_ms"][r] <= stats["p90_ms"][r]:
+                raise DatasetError(f"{where}: latency statistics are missing or inconsistent")
+        if col["kind"][r] == "sample":
+            key = (col["seed"][r], col["index"][r])
+            if key in seen:
+                raise DatasetError(f"{where}: sample index {key[1]} (seed {key[0]}) appears twice")
+            seen.add(key)
+            if check_genotypes:
+                try:
+                    genotype = parse(col["genotype"][r])
+                except GenotypeError as exc:
+                    raise DatasetError(f"{where}: bad genotype ({exc})") from None
+                if genotype != sample(key[0], key[1]):
+                    raise DatasetError(f"{where}: genotype is not sample(seed={key[0]}, index={key[1]}); "
+                                       "the file is corrupt or from another sampler")
+    return ds

@@ -1,0 +1,4 @@
+"""``python -m latkit`` is the ``latkit`` command."""
+from latkit.cli import run
+
+run()

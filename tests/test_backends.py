@@ -1,0 +1,57 @@
+"""Every registered backend, parametrised over the registry so a new one is covered automatically."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from latkit.backends.base import MeasureProtocol, measure
+from latkit.backends.registry import backend_class, get_backend, list_backends
+from latkit.errors import LatkitError
+from latkit.network import NetConfig, build
+from latkit.space import sample
+
+TINY = NetConfig(layers=3, channels=8, resolution=16, batch=2)
+FAST = MeasureProtocol(warmup_runs=1, warmup_ms=0, repeats=3)
+CASES = [(name, device) for name in list_backends() for device in backend_class(name).devices]
+
+
+def test_importing_latkit_loads_no_optional_runtime() -> None:
+    code = ("import sys, latkit, latkit.cli, latkit.backends.registry, latkit.measure; "
+            "print(sorted(m for m in ('tensorrt', 'onnxruntime', 'pycuda') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(LatkitError, match="unknown backend 'tvm'"):
+        get_backend("tvm")
+
+
+@pytest.mark.parametrize("name, device", CASES)
+def test_availability_and_measurement(name: str, device: str) -> None:
+    backend = get_backend(name, device)
+    ok, reason = backend.availability()
+    assert isinstance(ok, bool) and (ok or reason)
+    if not ok:
+        with pytest.raises(LatkitError, match="not available"):
+            backend.check_available()
+        pytest.skip(f"{name} on {device}: {reason}")
+    assert backend.versions()
+    timing = measure(backend.prepare(build(sample(0, 1), TINY)), FAST)
+    assert timing.stats.n == 3 and 0 < timing.stats.min_ms <= timing.stats.median_ms
+
+
+@pytest.mark.gpu
+def test_torch_cuda_events_agree_with_torch_benchmark() -> None:
+    from torch.utils import benchmark
+
+    model = build(sample(0, 2), NetConfig(batch=8)).cuda()
+    x = torch.randn(8, 3, 32, 32, device="cuda")
+    runner = get_backend("torch", "cuda").prepare(model)
+    ours = measure(runner, MeasureProtocol(warmup_runs=10, repeats=50)).stats.median_ms
+    with torch.inference_mode():
+        ref = benchmark.Timer("m(x)", globals={"m": model, "x": x}).blocked_autorange(min_run_time=1).median * 1e3
+    assert ours == pytest.approx(ref, rel=0.15)

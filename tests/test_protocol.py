@@ -1,0 +1,62 @@
+"""The one timing loop and its statistics, checked with a fake clock whose durations are known."""
+from __future__ import annotations
+
+import pytest
+
+from latkit.backends.base import LatencyStats, MeasureProtocol, measure
+from latkit.errors import LatkitError
+
+
+class ScriptedRunner:
+    """Counts runs; the fake clock returns the scripted duration of each run."""
+
+    device = "cpu"
+
+    def __init__(self, durations_ms: list[float]):
+        self.durations = list(durations_ms)
+        self.runs = 0
+
+    def run(self) -> None:
+        self.runs += 1
+
+    def clock(self, fn) -> float:
+        fn()
+        return self.durations[self.runs - 1]
+
+
+def test_stats_by_hand() -> None:
+    s = LatencyStats.from_samples([5.0, 1.0, 4.0, 2.0, 3.0, 100.0, 6.0, 7.0])
+    assert s.n == 8 and s.min_ms == 1.0 and s.median_ms == 4.5
+    assert s.mean_ms == pytest.approx(128 / 8)
+    # quartiles 2.75 and 6.25 -> middle values 3, 4, 5, 6
+    assert s.iqm_ms == pytest.approx(4.5)
+    assert s.p10_ms == pytest.approx(1.7) and s.p90_ms == pytest.approx(34.9)
+    assert LatencyStats.from_samples([2.0]).std_ms == 0.0
+
+
+def test_stats_reject_bad_samples() -> None:
+    with pytest.raises(ValueError):
+        LatencyStats.from_samples([])
+    with pytest.raises(ValueError):
+        LatencyStats.from_samples([1.0, float("nan")])
+
+
+def test_warmup_by_count_then_repeats() -> None:
+    runner = ScriptedRunner([50.0] * 3 + [1.0, 2.0, 3.0, 4.0])
+    timing = measure(runner, MeasureProtocol(warmup_runs=3, warmup_ms=0, repeats=4), clock=runner.clock)
+    assert timing.warmup_runs == 3 and timing.warmup_ms == 150.0
+    assert runner.runs == 7 and timing.stats.n == 4 and timing.stats.median_ms == 2.5
+
+
+def test_warmup_by_time_outlasts_count() -> None:
+    # warm-up needs 1 run and 100 ms: the first runs take 30 ms each, so 4 runs (120 ms) are warm-up
+    runner = ScriptedRunner([30.0] * 4 + [9.0, 11.0])
+    timing = measure(runner, MeasureProtocol(warmup_runs=1, warmup_ms=100, repeats=2), clock=runner.clock)
+    assert timing.warmup_runs == 4 and timing.stats.min_ms == 9.0 and timing.stats.n == 2
+
+
+def test_protocol_validation() -> None:
+    with pytest.raises(LatkitError):
+        MeasureProtocol(repeats=0)
+    with pytest.raises(LatkitError):
+        MeasureProtocol(threads=0)
