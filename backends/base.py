@@ -109,11 +109,17 @@ def clock_for(device: str) -> Clock:
 
 @dataclass(frozen=True)
 class Timing:
-    """A measurement: the statistics plus what the warm-up cost."""
+    """A measurement: the statistics, what the warm-up cost, and the timed loop's wall and CPU time.
+
+    ``cpu_ms / wall_ms`` near 1 means the measuring thread ran undisturbed; well below 1 on a CPU backend means it
+    was descheduled (a busy machine), which inflates the latency.
+    """
 
     stats: LatencyStats
     warmup_runs: int
     warmup_ms: float
+    wall_ms: float
+    cpu_ms: float
 
 
 def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = None) -> Timing:
@@ -123,10 +129,12 @@ def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = Non
     while warm_runs < protocol.warmup_runs or warm_ms < protocol.warmup_ms:
         warm_ms += clock(runner.run)
         warm_runs += 1
+    wall0, cpu0 = time.perf_counter_ns(), time.thread_time_ns()
     samples = [clock(runner.run) for _ in range(protocol.repeats)]
+    cpu_ms, wall_ms = (time.thread_time_ns() - cpu0) / 1e6, (time.perf_counter_ns() - wall0) / 1e6
     if not all(math.isfinite(s) and s >= 0 for s in samples):
         raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
-    return Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms)
+    return Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms, wall_ms, cpu_ms)
 
 
 class Backend(ABC):

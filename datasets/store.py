@@ -2,7 +2,9 @@
 
 Rows have a ``kind``: ``sample`` (architecture ``index`` of sampling campaign ``seed``: the training data),
 ``repeat`` (an independent re-measurement of an earlier sample: gives the noise floor) and ``reference`` (the fixed
-reference architecture re-timed every K samples: shows drift). Every latency column is in milliseconds.
+reference architecture re-timed every K samples: shows drift). Every latency column is in milliseconds;
+``timing_ms`` and ``timing_cpu_ms`` are the timed loop's wall and thread-CPU time (their ratio shows how much the
+measuring thread was descheduled by other work on the machine).
 
 The file's schema metadata (key ``latkit``) holds the header: backend, device, network config, protocol, seed and
 the environment fingerprint. Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines)
@@ -30,7 +32,7 @@ META_KEY = b"latkit"
 KINDS = ("sample", "repeat", "reference")
 STATUSES = ("ok", "error")
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")
-STAGE_COLUMNS = ("build_ms", "prepare_ms", "warmup_ms", "timing_ms")
+STAGE_COLUMNS = ("build_ms", "prepare_ms", "warmup_ms", "timing_ms", "timing_cpu_ms")
 SCHEMA = pa.schema(
     [("kind", pa.string()), ("seed", pa.int64()), ("index", pa.int64()), ("genotype", pa.string()),
      ("backend", pa.string()), ("device", pa.string()), ("batch", pa.int64()), ("resolution", pa.int64()),

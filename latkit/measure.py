@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from latkit.backends.base import Backend, MeasureProtocol, measure
+from latkit.backends.base import Backend, MeasureProtocol, Timing, measure
 from latkit.datasets.store import STAGE_COLUMNS, STAT_COLUMNS, FORMAT, FORMAT_VERSION, open_writer
 from latkit.env import fingerprint
 from latkit.errors import LatkitError
@@ -65,7 +66,6 @@ def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, proto
         runner = backend.prepare(model)
         t2 = time.perf_counter_ns()
         timing = measure(runner, protocol)
-        t3 = time.perf_counter_ns()
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # recorded, the campaign goes on
@@ -73,9 +73,12 @@ def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, proto
                    build_ms=(time.perf_counter_ns() - t0) / 1e6)
         return row
     row.update(timing.stats.to_dict())
-    row.update(status="ok", error="", build_ms=(t1 - t0) / 1e6, prepare_ms=(t2 - t1) / 1e6,
-               warmup_ms=timing.warmup_ms, timing_ms=(t3 - t2) / 1e6 - timing.warmup_ms)
+    row.update(status="ok", error="", build_ms=(t1 - t0) / 1e6, prepare_ms=(t2 - t1) / 1e6, **_loop_times(timing))
     return row
+
+
+def _loop_times(timing: Timing) -> dict[str, float]:
+    return {"warmup_ms": timing.warmup_ms, "timing_ms": timing.wall_ms, "timing_cpu_ms": timing.cpu_ms}
 
 
 Progress = Callable[[int, int, int], None]  # (done, total, failures)
@@ -101,6 +104,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
         t = existing.table
         done = {i for k, i in zip(t.column("kind").to_pylist(), t.column("index").to_pylist()) if k == "sample"}
     todo = [i for i in range(count) if i in shard and i not in done]
+    skipped = len(done)
     run_id = uuid.uuid4().hex[:12]
     base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,
             **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
@@ -108,10 +112,8 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
 
     def time_reference() -> None:
         row = dict(base, kind="reference", index=-1, genotype=str(PUBLISHED[REFERENCE]), timestamp=_now())
-        t0 = time.perf_counter_ns()
         timing = measure(reference, protocol)
-        row.update(timing.stats.to_dict(), status="ok", error="", warmup_ms=timing.warmup_ms,
-                   timing_ms=(time.perf_counter_ns() - t0) / 1e6 - timing.warmup_ms)
+        row.update(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
         writer.append(row)
 
     failures, start = 0, time.perf_counter()
@@ -124,8 +126,11 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
             row.update(time_genotype(backend, genotype, config, protocol))
             writer.append(row)
             failures += row["status"] != "ok"
+            done.add(index)
             if repeat_every > 0 and (pos + 1) % repeat_every == 0:
-                again = todo[pos - repeat_every // 2]
+                # an earlier sample picked at random, often measured long ago: the noise floor then includes
+                # slow changes of the machine, not only run-to-run jitter
+                again = random.Random(f"{seed}:{index}").choice(sorted(done))
                 g = sample(seed, again)
                 writer.append(dict(base, kind="repeat", index=again, genotype=str(g), timestamp=_now(),
                                    **time_genotype(backend, g, config, protocol)))
@@ -135,7 +140,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
                 progress(pos + 1, len(todo), failures)
     finally:
         writer.compact()
-    return CampaignResult(len(todo), failures, len(done), time.perf_counter() - start)
+    return CampaignResult(len(todo), failures, skipped, time.perf_counter() - start)
 
 
 def default_dataset_name(backend: str, device: str, config: NetConfig) -> str:

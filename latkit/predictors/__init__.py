@@ -1,0 +1,7 @@
+"""Latency predictors: the MLP LPM, an XGBoost baseline and an additive per-op model."""
+from latkit.predictors.base import Predictor, PredictorError
+from latkit.predictors.fitting import DEFAULT_STAT, fit_dataset, load_predictor, metrics
+from latkit.predictors.models import list_predictors, make_predictor
+
+__all__ = ["Predictor", "PredictorError", "DEFAULT_STAT", "fit_dataset", "load_predictor", "metrics",
+           "list_predictors", "make_predictor"]

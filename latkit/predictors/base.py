@@ -1,0 +1,90 @@
+"""The predictor interface: fit on encodings and latencies, predict milliseconds, save and load without pickle.
+
+A saved predictor is a directory: ``predictor.json`` (kind, hyper-parameters, metadata) plus the kind's own weight
+file (safetensors for the torch models, XGBoost's UBJSON for trees). Metadata records backend, device fingerprint,
+dataset hash, encoding version, training size and held-out metrics.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from latkit.errors import LatkitError
+from latkit.space import ENCODING_SIZE, ENCODING_VERSION
+
+META_FILE = "predictor.json"
+
+
+class PredictorError(LatkitError):
+    """A predictor that cannot be loaded or used as asked."""
+
+
+class Predictor(ABC):
+    """Maps architecture encodings ``(n, ENCODING_SIZE)`` to latency in milliseconds."""
+
+    kind: ClassVar[str]
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, **params: Any):
+        self.params: dict[str, Any] = params
+        self.meta: dict[str, Any] = {}
+
+    @abstractmethod
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        """Train; returns a short report (e.g. epochs run, validation error)."""
+
+    @abstractmethod
+    def predict_ms(self, x: np.ndarray) -> np.ndarray:
+        """Latency in ms for each row of ``x``."""
+
+    def torch_ms(self, x: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        """Differentiable latency in ms for encodings (or softmax(alpha) in the encoding layout)."""
+        raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs mlp or additive")
+
+    @abstractmethod
+    def _save_weights(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load_weights(self, directory: Path) -> None: ...
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_weights(directory)
+        doc = {"kind": self.kind, "params": self.params, "meta": self.meta, "encoding_version": ENCODING_VERSION,
+               "encoding_size": ENCODING_SIZE}
+        (directory / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return directory
+
+    def check_target(self, backend: str, device: str) -> None:
+        """Warn when this predictor was trained for another backend or device."""
+        mine = (self.meta.get("backend"), self.meta.get("device"))
+        if mine != (backend, device):
+            warnings.warn(f"this predictor was fitted on {mine[0]}/{mine[1]} latencies, not {backend}/{device}: "
+                          "its numbers describe the other target", stacklevel=2)
+
+    @staticmethod
+    def _check_input(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != ENCODING_SIZE:
+            raise PredictorError(f"expected encodings of shape (n, {ENCODING_SIZE}), got {x.shape}")
+        return x
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / META_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PredictorError(f"{directory} is not a saved predictor (no {META_FILE})") from None
+    except json.JSONDecodeError as exc:
+        raise PredictorError(f"{path} is corrupt: {exc.msg}") from None
+    if doc.get("encoding_version") != ENCODING_VERSION:
+        raise PredictorError(f"{directory} uses encoding v{doc.get('encoding_version')}, latkit uses "
+                             f"v{ENCODING_VERSION}: refit it")
+    return doc

@@ -1,0 +1,107 @@
+"""Fit predictors on latency datasets, score them on a fixed held-out split, load saved or embedded ones."""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sstats
+
+from latkit.datasets.store import Dataset, load
+from latkit.predictors.base import Predictor, PredictorError, read_meta
+from latkit.predictors.models import PREDICTORS, make_predictor, timed_fit
+from latkit.space import encode_many, parse
+
+# Latency a predictor learns by default: the minimum of the timed runs. On this shared CPU it is 10x more
+# repeatable than the median (noise floor ~1-2% against ~15-25%; benchmarks/RESULTS.md, "Noise floor").
+DEFAULT_STAT = "min_ms"
+HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
+
+
+def dataset_xy(ds: Dataset, stat: str = DEFAULT_STAT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(encodings, latencies in ms, sample indices) of the dataset's successful samples."""
+    t = ds.samples(ok_only=True)
+    x = encode_many(parse(g) for g in t.column("genotype").to_pylist())
+    return x, t.column(stat).to_numpy().astype(np.float64), t.column("index").to_numpy()
+
+
+def holdout(index: np.ndarray) -> np.ndarray:
+    """Boolean mask of the held-out rows."""
+    return index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+
+
+def training_subset(n_train: int, size: int | None, seed: int = 0) -> np.ndarray:
+    """The first ``size`` rows of a fixed permutation of the training rows (nested across sizes)."""
+    order = np.random.default_rng(seed).permutation(n_train)
+    return order if size is None or size >= n_train else order[:size]
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAPE, RMSE (ms), share within +-5 / +-10 %, Spearman and Kendall rank correlation."""
+    ape = np.abs(y_pred - y_true) / y_true
+    return {"mape_pct": float(100 * ape.mean()), "rmse_ms": float(np.sqrt(np.mean((y_pred - y_true) ** 2))),
+            "within5_pct": float(100 * (ape <= 0.05).mean()), "within10_pct": float(100 * (ape <= 0.10).mean()),
+            "spearman": float(sstats.spearmanr(y_true, y_pred).statistic),
+            "kendall": float(sstats.kendalltau(y_true, y_pred).statistic), "n": int(len(y_true))}
+
+
+def dataset_hash(index: np.ndarray, y: np.ndarray) -> str:
+    """A hash of exactly the (index, latency) pairs a predictor saw."""
+    order = np.argsort(index)
+    return hashlib.sha256(np.stack([index[order].astype(np.float64), y[order]]).tobytes()).hexdigest()[:16]
+
+
+def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_size: int | None = None,
+                seed: int = 0, **params: Any) -> tuple[Predictor, dict[str, Any]]:
+    """Fit ``kind`` on the training part of a dataset; returns the predictor and its held-out metrics."""
+    ds = load(path)
+    x, y, index = dataset_xy(ds, stat)
+    test = holdout(index)
+    if test.all() or not test.any():
+        raise PredictorError(f"{path}: too few samples to hold out a test split ({len(index)} rows)")
+    x_tr, y_tr, i_tr = x[~test], y[~test], index[~test]
+    pick = training_subset(len(x_tr), train_size, seed)
+    predictor = make_predictor(kind, **params)
+    report, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
+    held_out = metrics(y[test], predictor.predict_ms(x[test]))
+    h = ds.header
+    predictor.meta = {
+        "backend": h["backend"], "device": h["device"], "device_name": h.get("device_name"), "config": h["config"],
+        "stat": stat, "dataset": Path(path).name, "dataset_hash": dataset_hash(i_tr[pick], y_tr[pick]),
+        "environment_hash": hashlib.sha256(json.dumps(h["environment"], sort_keys=True).encode()).hexdigest()[:16],
+        "environment": h["environment"], "training_size": int(len(pick)), "held_out": held_out,
+        "fit_seconds": fit_s, "fit_report": report,
+    }
+    return predictor, held_out
+
+
+def load_dir(directory: str | Path) -> Predictor:
+    doc = read_meta(directory)
+    if doc["kind"] not in PREDICTORS:
+        raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r}")
+    predictor = PREDICTORS[doc["kind"]](**doc["params"])
+    predictor.meta = doc["meta"]
+    predictor._load_weights(Path(directory))
+    return predictor
+
+
+def default_name(backend: str, device: str, kind: str) -> str:
+    return f"{backend}_{device}_b1_r32_c36_l20_{kind}"
+
+
+def load_predictor(spec: str, device: str = "cpu", kind: str = "mlp") -> Predictor:
+    """A saved predictor directory, or the embedded default for a backend name (e.g. ``onnxruntime``)."""
+    if Path(spec).is_dir():
+        return load_dir(spec)
+    from latkit.backends.registry import list_backends
+
+    if spec not in list_backends():
+        raise PredictorError(f"{spec!r} is neither a predictor directory nor a backend ({', '.join(list_backends())})")
+    embedded = resources.files("latkit") / "predictors" / "pretrained" / default_name(spec, device, kind)
+    if not embedded.is_dir():
+        raise PredictorError(f"no embedded {kind} predictor for {spec} on {device}; measure a dataset and "
+                             f"'latkit fit' one, then pass --predictor DIR")
+    return load_dir(Path(str(embedded)))

@@ -1,0 +1,246 @@
+"""The three predictors: ``mlp`` (the paper's LPM), ``xgboost`` (baseline) and ``additive`` (per-op lookup table)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from latkit.predictors.base import Predictor, PredictorError
+from latkit.space import ENCODING_SIZE
+
+
+def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) for early stopping, carved from the training data only."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return order[n_val:], order[:n_val]
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge least squares with an unpenalised intercept: (w, b) minimising |xw + b - y|^2 + alpha n |w|^2."""
+    x = x.astype(np.float64)
+    xm, ym = x.mean(0), float(y.mean())
+    xc = x - xm
+    w = np.linalg.solve(xc.T @ xc + alpha * len(x) * np.eye(x.shape[1]), xc.T @ (y - ym))
+    return w, ym - float(xm @ w)
+
+
+class _MLP(nn.Module):
+    """A linear path plus ``depth`` hidden ReLU layers of ``width`` scaled by ``residual_scale`` (wide & deep).
+
+    With ``skip``, the linear path is the ridge solution (latency is close to additive in the ops) and the hidden
+    layers learn what it misses; their output layer starts at zero, so training starts from the linear model.
+    """
+
+    def __init__(self, width: int, depth: int, skip: bool):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width_in = ENCODING_SIZE
+        for _ in range(depth):
+            layers += [nn.Linear(width_in, width), nn.ReLU()]
+            width_in = width
+        layers.append(nn.Linear(width_in, 1))
+        self.deep = nn.Sequential(*layers)
+        self.linear = nn.Linear(ENCODING_SIZE, 1)
+        self.linear.requires_grad_(False)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        if skip:
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+        self.register_buffer("residual_scale", torch.ones(1))
+        self.register_buffer("residual_shift", torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).squeeze(-1) + self.deep(x).squeeze(-1) * self.residual_scale + self.residual_shift
+
+
+class MLPPredictor(Predictor):
+    """The paper's LPM: a multi-layer regressor over the encoding, differentiable in its input.
+
+    Target: log latency (``log_target``); with ``skip`` the network is wide & deep (a ridge-fitted linear path plus
+    the MLP on its residual). Width, depth, target and early stopping were chosen by ``benchmarks/predictors.py
+    --tune`` on a validation split carved from the training data; see benchmarks/RESULTS.md.
+    """
+
+    kind = "mlp"
+    differentiable = True
+    DEFAULTS: dict[str, Any] = {"width": 256, "depth": 3, "log_target": True, "skip": True, "ridge": 1e-3,
+                                "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 600,
+                                "patience": 40, "val_fraction": 0.1}
+
+    def __init__(self, **params: Any):
+        super().__init__(**{**self.DEFAULTS, **params})
+        self.net = self._make_net()
+
+    def _make_net(self) -> _MLP:
+        return _MLP(int(self.params["width"]), int(self.params["depth"]), bool(self.params["skip"]))
+
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        x = self._check_input(x)
+        torch.manual_seed(seed)
+        self.net = self._make_net()
+        y = np.asarray(y_ms, dtype=np.float64)
+        t = np.log(y) if self.params["log_target"] else y
+        tr, va = _validation_split(len(x), self.params["val_fraction"], seed)
+        with torch.no_grad():
+            if self.params["skip"]:
+                w, b = ridge(x[tr], t[tr], float(self.params["ridge"]))
+                self.net.linear.weight.copy_(torch.from_numpy(w).reshape(1, -1))
+                self.net.linear.bias.fill_(b)
+                resid = t[tr] - (x[tr].astype(np.float64) @ w + b)
+            else:
+                resid = t[tr]
+            self.net.residual_shift.fill_(float(resid.mean()))
+            self.net.residual_scale.fill_(float(resid.std() or 1.0))
+        xt, tt = torch.from_numpy(x), torch.tensor(t, dtype=torch.float32)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.params["lr"], weight_decay=self.params["weight_decay"])
+        gen = torch.Generator().manual_seed(seed)
+        scale2 = float(self.net.residual_scale) ** 2
+
+        def val_loss() -> float:
+            self.net.eval()
+            with torch.no_grad():
+                return float(nn.functional.mse_loss(self.net(xt[va]), tt[va])) / scale2
+
+        best, best_epoch = val_loss(), 0
+        best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+        epoch = 0
+        for epoch in range(1, int(self.params["max_epochs"]) + 1):
+            self.net.train()
+            perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)]
+            for start in range(0, len(perm), int(self.params["batch_size"])):
+                idx = perm[start: start + int(self.params["batch_size"])]
+                loss = nn.functional.mse_loss(self.net(xt[idx]), tt[idx]) / scale2
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            val = val_loss()
+            if val < best:
+                best, best_epoch = val, epoch
+                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            elif epoch - best_epoch >= int(self.params["patience"]):
+                break
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+        return {"epochs": epoch, "best_epoch": best_epoch, "val_mse_residual_units": best}
+
+    def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.net(x.to(torch.float32))
+        return torch.exp(t) if self.params["log_target"] else t
+
+    def predict_ms(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.torch_ms(torch.from_numpy(self._check_input(x))).numpy().astype(np.float64)
+
+    def _save_weights(self, directory: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / "weights.safetensors"))
+
+    def _load_weights(self, directory: Path) -> None:
+        self.net = self._make_net()
+        self.net.load_state_dict(load_file(str(directory / "weights.safetensors")))
+        self.net.eval()
+
+
+class AdditivePredictor(Predictor):
+    """One cost per (cell, edge, op) plus a constant, fitted to whole-network latencies by ridge least squares.
+
+    The lookup-table model of FBNet/ProxylessNAS, learned from data; linear, hence differentiable.
+    """
+
+    kind = "additive"
+    differentiable = True
+    DEFAULTS: dict[str, Any] = {"ridge": 1e-3}
+
+    def __init__(self, **params: Any):
+        super().__init__(**{**self.DEFAULTS, **params})
+        self.w = np.zeros(ENCODING_SIZE)
+        self.b = 0.0
+
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        x = self._check_input(x).astype(np.float64)
+        y = np.asarray(y_ms, dtype=np.float64)
+        self.w, self.b = ridge(x, y, float(self.params["ridge"]))
+        return {"train_rmse_ms": float(np.sqrt(np.mean((x @ self.w + self.b - y) ** 2)))}
+
+    def predict_ms(self, x: np.ndarray) -> np.ndarray:
+        return self._check_input(x).astype(np.float64) @ self.w + self.b
+
+    def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.as_tensor(self.w, dtype=torch.float32, device=x.device)
+        return x.to(torch.float32) @ w + self.b
+
+    def _save_weights(self, directory: Path) -> None:
+        save_file({"w": torch.from_numpy(self.w.astype(np.float64)), "b": torch.tensor([self.b], dtype=torch.float64)},
+                  str(directory / "weights.safetensors"))
+
+    def _load_weights(self, directory: Path) -> None:
+        t = load_file(str(directory / "weights.safetensors"))
+        self.w, self.b = t["w"].numpy(), float(t["b"][0])
+
+
+class XGBoostPredictor(Predictor):
+    """Gradient-boosted trees on the same encoding (log latency target); not differentiable."""
+
+    kind = "xgboost"
+    DEFAULTS: dict[str, Any] = {"n_estimators": 2000, "max_depth": 6, "learning_rate": 0.05, "subsample": 0.8,
+                                "colsample_bytree": 0.8, "early_stopping_rounds": 50, "val_fraction": 0.1}
+
+    def __init__(self, **params: Any):
+        super().__init__(**{**self.DEFAULTS, **params})
+        self.model = None
+
+    def _regressor(self, seed: int) -> Any:
+        import xgboost as xgb
+
+        p = {k: v for k, v in self.params.items() if k != "val_fraction"}
+        return xgb.XGBRegressor(**p, random_state=seed, n_jobs=2, tree_method="hist")
+
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        x = self._check_input(x)
+        t = np.log(np.asarray(y_ms, dtype=np.float64))
+        tr, va = _validation_split(len(x), self.params["val_fraction"], seed)
+        self.model = self._regressor(seed)
+        self.model.fit(x[tr], t[tr], eval_set=[(x[va], t[va])], verbose=False)
+        return {"trees": int(self.model.best_iteration) + 1}
+
+    def predict_ms(self, x: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise PredictorError("the xgboost predictor is not fitted")
+        return np.exp(self.model.predict(self._check_input(x)).astype(np.float64))
+
+    def _save_weights(self, directory: Path) -> None:
+        self.model.get_booster().save_model(str(directory / "model.ubj"))
+
+    def _load_weights(self, directory: Path) -> None:
+        import xgboost as xgb
+
+        self.model = xgb.XGBRegressor()
+        self.model.load_model(str(directory / "model.ubj"))
+
+
+PREDICTORS: dict[str, type[Predictor]] = {"mlp": MLPPredictor, "xgboost": XGBoostPredictor,
+                                          "additive": AdditivePredictor}
+
+
+def list_predictors() -> list[str]:
+    return list(PREDICTORS)
+
+
+def make_predictor(kind: str, **params: Any) -> Predictor:
+    if kind not in PREDICTORS:
+        raise PredictorError(f"unknown predictor {kind!r} (known: {', '.join(PREDICTORS)})")
+    return PREDICTORS[kind](**params)
+
+
+def timed_fit(predictor: Predictor, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> tuple[dict[str, Any], float]:
+    """Fit and return (report, seconds)."""
+    t0 = time.perf_counter()
+    report = predictor.fit(x, y_ms, seed)
+    return report, time.perf_counter() - t0
