@@ -32,10 +32,16 @@ class MeasureProtocol:
     warmup_ms: float = 200.0
     repeats: int = 30
     threads: int = 1
+    # A CPU measurement on 1 thread whose timed loop got less than this share of a core (thread CPU time / wall
+    # time) was disturbed by other work; it is timed again, up to max_attempts times in all.
+    min_cpu_share: float = 0.9
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.warmup_runs < 0 or self.warmup_ms < 0 or self.threads < 1:
-            raise LatkitError(f"invalid protocol {asdict(self)}: repeats and threads must be >= 1, warm-up >= 0")
+        if self.repeats < 1 or self.warmup_runs < 0 or self.warmup_ms < 0 or self.threads < 1 \
+                or self.max_attempts < 1 or not 0 <= self.min_cpu_share <= 1:
+            raise LatkitError(f"invalid protocol {asdict(self)}: repeats, threads and attempts must be >= 1, "
+                              "warm-up >= 0, min_cpu_share in [0, 1]")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -120,21 +126,36 @@ class Timing:
     warmup_ms: float
     wall_ms: float
     cpu_ms: float
+    attempts: int = 1
 
 
-def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = None) -> Timing:
-    """The one timing loop: warm up until both the run count and the time are reached, then time ``repeats``."""
+def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = None,
+            wall_clock: Callable[[], int] = time.perf_counter_ns,
+            thread_clock: Callable[[], int] = time.thread_time_ns) -> Timing:
+    """The one timing loop: warm up until both the run count and the time are reached, then time ``repeats``.
+
+    On a CPU with 1 thread the inference runs on this thread, so its CPU time over the loop's wall time is the share
+    of a core it got; a loop below ``min_cpu_share`` is timed again (the best-share attempt is kept).
+    """
     clock = clock or clock_for(runner.device)
     warm_runs, warm_ms = 0, 0.0
     while warm_runs < protocol.warmup_runs or warm_ms < protocol.warmup_ms:
         warm_ms += clock(runner.run)
         warm_runs += 1
-    wall0, cpu0 = time.perf_counter_ns(), time.thread_time_ns()
-    samples = [clock(runner.run) for _ in range(protocol.repeats)]
-    cpu_ms, wall_ms = (time.thread_time_ns() - cpu0) / 1e6, (time.perf_counter_ns() - wall0) / 1e6
-    if not all(math.isfinite(s) and s >= 0 for s in samples):
-        raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
-    return Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms, wall_ms, cpu_ms)
+    gated = runner.device == "cpu" and protocol.threads == 1
+    best: Timing | None = None
+    for attempt in range(1, protocol.max_attempts + 1):
+        wall0, cpu0 = wall_clock(), thread_clock()
+        samples = [clock(runner.run) for _ in range(protocol.repeats)]
+        cpu_ms, wall_ms = (thread_clock() - cpu0) / 1e6, (wall_clock() - wall0) / 1e6
+        if not all(math.isfinite(s) and s >= 0 for s in samples):
+            raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
+        timing = Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms, wall_ms, cpu_ms, attempt)
+        if best is None or cpu_ms / max(wall_ms, 1e-9) > best.cpu_ms / max(best.wall_ms, 1e-9):
+            best = timing
+        if not gated or cpu_ms >= protocol.min_cpu_share * wall_ms:
+            break
+    return Timing(best.stats, warm_runs, warm_ms, best.wall_ms, best.cpu_ms, attempt)
 
 
 class Backend(ABC):

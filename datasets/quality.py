@@ -95,3 +95,57 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
                     raise DatasetError(f"{where}: genotype is not sample(seed={key[0]}, index={key[1]}); "
                                        "the file is corrupt or from another sampler")
     return ds
+
+
+def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
+    """A Markdown datasheet computed from the file itself: machine, protocol, size, noise floor, drift."""
+    s = summary(ds, stat="min_ms")
+    h = ds.header
+    c, env = h["config"], h["environment"]
+    t = ds.table
+    ok = ds.samples()
+    ratio = ok.column("timing_cpu_ms").to_numpy() / ok.column("timing_ms").to_numpy() if ok.num_rows else np.array([])
+    stamps = sorted(t.column("timestamp").to_pylist())
+    lines = [
+        f"# Datasheet: {ds.path.name}",
+        "",
+        f"Latency of sampled DARTS architectures on **{h['backend']} / {h['device']}** ({h.get('device_name', '')}), "
+        f"measured by latkit. Rows: {s['rows']} ({s['samples']} samples, {s['failures']} failed, {s['repeats']} "
+        f"independent re-measurements, {s['references']} timings of the reference {h.get('reference')}); "
+        f"measured {stamps[0][:16]} to {stamps[-1][:16]} UTC." if stamps else "",
+        "",
+        "## Reproduce",
+        "",
+        f"```\n{command}\n```",
+        "",
+        "## Configuration",
+        "",
+        f"- network: batch {c['batch']}, input {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} "
+        f"cells, {c['channels']} initial channels, {c['classes']} classes; architectures `sample({h['seed']}, i)`",
+        f"- protocol: {h['protocol']}",
+        f"- environment: {env}",
+        "",
+        "## Quality (statistic: min_ms, the one predictors learn by default)",
+        "",
+    ]
+    for stat in ("min_ms", "median_ms"):
+        nf = noise_floor(ds, stat)
+        lines.append(f"- noise floor, {stat}: MAPE {nf['mape_pct']:.2f}% (p90 {nf['p90_ape_pct']:.2f}%) over "
+                     f"{nf['pairs']} re-measured architectures")
+    dr = s["drift"]
+    if dr.get("timings"):
+        lines.append(f"- drift ({h.get('reference')}, min_ms, {dr['timings']} timings): median {dr['median_ms']:.3f} ms, "
+                     f"first {dr['first_ms']:.3f}, last {dr['last_ms']:.3f}, max deviation {dr['max_dev_pct']:.2f}%, "
+                     f"CV {dr['cv_pct']:.2f}%")
+    if s["latency_ms"]:
+        lat = s["latency_ms"]
+        lines.append(f"- latency range (min_ms): {lat['min']:.3f} to {lat['max']:.3f} ms, median {lat['median']:.3f}")
+    if ratio.size:
+        lines.append(f"- timed loop CPU/wall (1.0 = the measuring thread was never descheduled): median "
+                     f"{np.median(ratio):.3f}, 5th percentile {np.percentile(ratio, 5):.3f}")
+    stages = s["median_stage_ms"]
+    if stages:
+        lines.append("- median time per architecture: " + ", ".join(f"{k[:-3]} {v:.0f} ms" for k, v in stages.items()))
+    if notes:
+        lines += ["", "## Notes", "", notes]
+    return "\n".join(lines) + "\n"

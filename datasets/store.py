@@ -4,7 +4,8 @@ Rows have a ``kind``: ``sample`` (architecture ``index`` of sampling campaign ``
 ``repeat`` (an independent re-measurement of an earlier sample: gives the noise floor) and ``reference`` (the fixed
 reference architecture re-timed every K samples: shows drift). Every latency column is in milliseconds;
 ``timing_ms`` and ``timing_cpu_ms`` are the timed loop's wall and thread-CPU time (their ratio shows how much the
-measuring thread was descheduled by other work on the machine).
+measuring thread was descheduled by other work on the machine); ``attempts`` counts the timed loops run before
+one got enough of a core (see ``MeasureProtocol.min_cpu_share``).
 
 The file's schema metadata (key ``latkit``) holds the header: backend, device, network config, protocol, seed and
 the environment fingerprint. Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines)
@@ -38,7 +39,7 @@ SCHEMA = pa.schema(
      ("backend", pa.string()), ("device", pa.string()), ("batch", pa.int64()), ("resolution", pa.int64()),
      ("channels", pa.int64()), ("layers", pa.int64())]
     + [(c, pa.float64()) for c in STAT_COLUMNS] + [("n", pa.int64())]
-    + [(c, pa.float64()) for c in STAGE_COLUMNS]
+    + [(c, pa.float64()) for c in STAGE_COLUMNS] + [("attempts", pa.int64())]
     + [("status", pa.string()), ("error", pa.string()), ("timestamp", pa.string()), ("run_id", pa.string())]
 )
 COLUMNS = tuple(SCHEMA.names)

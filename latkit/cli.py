@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
@@ -98,7 +100,7 @@ def _protocol(args: argparse.Namespace) -> "MeasureProtocol":  # noqa: F821
     from latkit.backends.base import MeasureProtocol
 
     return MeasureProtocol(warmup_runs=args.warmup_runs, warmup_ms=args.warmup_ms, repeats=args.repeats,
-                           threads=args.threads)
+                           threads=args.threads, min_cpu_share=args.min_cpu_share, max_attempts=args.max_attempts)
 
 
 def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
@@ -111,6 +113,11 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
         raise LatkitError(f"--count must be >= 0, got {args.count}")
     config = _net_config(args)
     protocol = _protocol(args)
+    if args.pin_cpu is not None:
+        try:
+            os.sched_setaffinity(0, {args.pin_cpu})
+        except (AttributeError, OSError, ValueError) as exc:
+            raise LatkitError(f"cannot pin to CPU {args.pin_cpu}: {exc}") from None
     backend = get_backend(args.backend, args.device, protocol.threads)
     backend.check_available()
     out = args.out or default_dataset_name(args.backend, args.device, config)
@@ -147,7 +154,13 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     from latkit.datasets.quality import summary
     from latkit.datasets.store import load
 
-    s = summary(load(args.file), stat=args.stat)
+    ds = load(args.file)
+    if args.datasheet:
+        from latkit.datasets.quality import datasheet
+
+        print(datasheet(ds, command=args.command_line or "(not recorded)", notes=args.notes or ""), end="")
+        return 0
+    s = summary(ds, stat=args.stat)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -185,6 +198,61 @@ def _cmd_dataset_validate(args: argparse.Namespace, console: Console) -> int:
 
     ds = validate(args.file)
     console.print(f"{args.file}: valid ({ds.table.num_rows} rows)", highlight=False)
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from latkit.predictors import fit_dataset
+
+    predictor, held_out = fit_dataset(args.dataset, args.model, stat=args.stat, train_size=args.train_size,
+                                      seed=args.seed)
+    predictor.save(args.out)
+    m = held_out
+    console.print(f"{args.model} on {predictor.meta['training_size']} architectures of {args.dataset} ({args.stat}); "
+                  f"held-out {m['n']}: MAPE {m['mape_pct']:.2f}%, RMSE {m['rmse_ms']:.3f} ms, within 5% "
+                  f"{m['within5_pct']:.1f}%, within 10% {m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; "
+                  f"fit {predictor.meta['fit_seconds']:.1f} s -> {args.out}", highlight=False)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    import warnings
+
+    from latkit.predictors import load_predictor
+    from latkit.space import encode, parse
+
+    genotype = parse(args.genotype)
+    predictor = load_predictor(args.predictor, device=args.device, kind=args.model)
+    if args.backend:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor.check_target(args.backend, args.device)
+        for w in caught:
+            print(f"latkit: warning: {w.message}", file=sys.stderr)
+    ms = float(predictor.predict_ms(encode(genotype)[None])[0])
+    print(f"{ms:.3f} ms")
+    return 0
+
+
+def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets import shipped
+    from latkit.predictors import bench
+
+    datasets = args.dataset or [str(p) for p in shipped()]
+    if not datasets:
+        raise LatkitError("no dataset given and none shipped; pass --dataset FILE")
+    sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
+    rows = bench.run(datasets, kinds=args.models.split(",") if args.models else None, sizes=sizes, stat=args.stat,
+                     log=lambda line: console.print(line, highlight=False))
+    table = bench.markdown(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "predictors.md").write_text(table)
+        (out / "predictors.json").write_text(json.dumps(rows))
+        for path in bench.plot(rows, out):
+            console.print(f"wrote {path}", highlight=False)
     return 0
 
 
@@ -232,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs (default %(default)s)")
     p.add_argument("--warmup-runs", type=int, default=d.warmup_runs, help="at least this many (default %(default)s)")
     p.add_argument("--warmup-ms", type=float, default=d.warmup_ms, help="and at least this long (default %(default)s)")
+    p.add_argument("--min-cpu-share", type=float, default=d.min_cpu_share,
+                   help="re-time a 1-thread CPU loop that got less of a core than this (default %(default)s)")
+    p.add_argument("--max-attempts", type=int, default=d.max_attempts, help="timed loops at most (default %(default)s)")
+    p.add_argument("--pin-cpu", type=int, help="run on this CPU core only (Linux), away from other work")
     p.add_argument("--reference-every", type=int, default=100, help="re-time DARTS_V2 every K samples (0: never)")
     p.add_argument("--repeat-every", type=int, default=20, help="re-measure an earlier sample every K (0: never)")
     p.set_defaults(handler=_cmd_measure)
@@ -240,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
     p = dataset_sub.add_parser("info", help="rows, failures, latency range, noise floor, drift, fingerprint")
     p.add_argument("file")
-    p.add_argument("--stat", default="median_ms", help="statistic to summarise (default %(default)s)")
+    p.add_argument("--stat", default="min_ms", help="statistic to summarise (default %(default)s)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--datasheet", action="store_true", help="print a Markdown datasheet")
+    p.add_argument("--command-line", help="with --datasheet: the command that reproduces the file")
+    p.add_argument("--notes", help="with --datasheet: free text on the measuring conditions")
     p.set_defaults(handler=_cmd_dataset_info)
     p = dataset_sub.add_parser("merge", help="join shards (refuses different fingerprints unless --force)")
     p.add_argument("files", nargs="+")
@@ -251,6 +326,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = dataset_sub.add_parser("validate", help="check a dataset file; a corrupt or foreign file is an error")
     p.add_argument("file")
     p.set_defaults(handler=_cmd_dataset_validate)
+
+    from latkit.predictors.fitting import DEFAULT_STAT
+
+    p = sub.add_parser("fit", help="fit a latency predictor on a dataset and print its held-out metrics")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", default="mlp", choices=["mlp", "xgboost", "additive"])
+    p.add_argument("--out", required=True, help="directory for the saved predictor")
+    p.add_argument("--stat", default=DEFAULT_STAT, help="latency statistic to learn (default %(default)s)")
+    p.add_argument("--train-size", type=int, help="use only this many training architectures")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cmd_fit)
+
+    p = sub.add_parser("predict", help="predicted latency (ms) of a genotype")
+    p.add_argument("--predictor", required=True, help="saved predictor directory, or a backend for its default")
+    p.add_argument("genotype")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--model", default="mlp", choices=["mlp", "xgboost", "additive"],
+                   help="which embedded default, when --predictor is a backend")
+    p.add_argument("--backend", help="warn if the predictor was fitted for another backend")
+    p.set_defaults(handler=_cmd_predict)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+    p = bench_sub.add_parser("predictors", help="every predictor x training size on a fixed held-out split")
+    p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--models", help="comma-separated subset of mlp,xgboost,additive")
+    p.add_argument("--sizes", default="250,500,1000,2000,all")
+    p.add_argument("--stat", default=DEFAULT_STAT)
+    p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
+    p.set_defaults(handler=_cmd_bench_predictors)
     return parser
 
 

@@ -78,7 +78,8 @@ def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, proto
 
 
 def _loop_times(timing: Timing) -> dict[str, float]:
-    return {"warmup_ms": timing.warmup_ms, "timing_ms": timing.wall_ms, "timing_cpu_ms": timing.cpu_ms}
+    return {"warmup_ms": timing.warmup_ms, "timing_ms": timing.wall_ms, "timing_cpu_ms": timing.cpu_ms,
+            "attempts": timing.attempts}
 
 
 Progress = Callable[[int, int, int], None]  # (done, total, failures)

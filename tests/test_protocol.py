@@ -43,7 +43,7 @@ def test_stats_reject_bad_samples() -> None:
 
 def test_warmup_by_count_then_repeats() -> None:
     runner = ScriptedRunner([50.0] * 3 + [1.0, 2.0, 3.0, 4.0])
-    timing = measure(runner, MeasureProtocol(warmup_runs=3, warmup_ms=0, repeats=4), clock=runner.clock)
+    timing = measure(runner, MeasureProtocol(warmup_runs=3, warmup_ms=0, repeats=4, min_cpu_share=0), clock=runner.clock)
     assert timing.warmup_runs == 3 and timing.warmup_ms == 150.0
     assert runner.runs == 7 and timing.stats.n == 4 and timing.stats.median_ms == 2.5
 
@@ -51,7 +51,7 @@ def test_warmup_by_count_then_repeats() -> None:
 def test_warmup_by_time_outlasts_count() -> None:
     # warm-up needs 1 run and 100 ms: the first runs take 30 ms each, so 4 runs (120 ms) are warm-up
     runner = ScriptedRunner([30.0] * 4 + [9.0, 11.0])
-    timing = measure(runner, MeasureProtocol(warmup_runs=1, warmup_ms=100, repeats=2), clock=runner.clock)
+    timing = measure(runner, MeasureProtocol(warmup_runs=1, warmup_ms=100, repeats=2, min_cpu_share=0), clock=runner.clock)
     assert timing.warmup_runs == 4 and timing.stats.min_ms == 9.0 and timing.stats.n == 2
 
 
@@ -60,3 +60,22 @@ def test_protocol_validation() -> None:
         MeasureProtocol(repeats=0)
     with pytest.raises(LatkitError):
         MeasureProtocol(threads=0)
+
+
+def test_disturbed_cpu_loop_is_timed_again() -> None:
+    # wall clock advances 100 ns per timed loop; the thread got 40 ns of CPU in the first loop, 95 in the second
+    runner = ScriptedRunner([10.0] * 2 + [30.0, 30.0] + [10.0, 11.0])
+    wall, cpu = iter([0, 100, 100, 200]), iter([0, 40, 40, 135])
+    protocol = MeasureProtocol(warmup_runs=2, warmup_ms=0, repeats=2, min_cpu_share=0.9, max_attempts=3)
+    timing = measure(runner, protocol, clock=runner.clock, wall_clock=lambda: next(wall),
+                     thread_clock=lambda: next(cpu))
+    assert timing.attempts == 2 and timing.stats.min_ms == 10.0 and timing.cpu_ms / timing.wall_ms == 0.95
+
+
+def test_gate_gives_up_after_max_attempts_and_keeps_the_best() -> None:
+    runner = ScriptedRunner([20.0, 30.0, 12.0])
+    wall, cpu = iter([0, 100, 100, 200, 200, 300]), iter([0, 50, 50, 80, 80, 120])
+    protocol = MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=1, min_cpu_share=0.9, max_attempts=3)
+    timing = measure(runner, protocol, clock=runner.clock, wall_clock=lambda: next(wall),
+                     thread_clock=lambda: next(cpu))
+    assert timing.attempts == 3 and timing.stats.min_ms == 20.0  # shares 50%, 30%, 40%: the first is kept

@@ -47,7 +47,7 @@ class _MLP(nn.Module):
         layers.append(nn.Linear(width_in, 1))
         self.deep = nn.Sequential(*layers)
         self.linear = nn.Linear(ENCODING_SIZE, 1)
-        self.linear.requires_grad_(False)
+        self.linear.requires_grad_(bool(skip))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         if skip:

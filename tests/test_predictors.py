@@ -1,0 +1,137 @@
+"""Predictors on a synthetic dataset whose latencies follow a known cost model (test data, never shipped)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latkit.cli import main
+from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
+from latkit.predictors import PredictorError, fit_dataset, list_predictors, load_predictor, make_predictor, metrics
+from latkit.predictors import bench
+from latkit.predictors.fitting import load_dir
+from latkit.space import ENCODING_SIZE, PUBLISHED, encode, encode_many, sample
+
+COSTS = np.random.default_rng(0).uniform(0.0, 0.5, ENCODING_SIZE)  # ms per (cell, edge, op)
+
+
+def known_latency(x: np.ndarray) -> np.ndarray:
+    """2 ms + additive op costs + an interaction no additive model can express: a cost proportional to the
+    product of the numbers of separable convolutions in the normal and in the reduction cell."""
+    cells = x.reshape(len(x), 2, 14, 8)
+    sep = cells[:, :, :, 4:6].sum(axis=(2, 3))  # sep_conv_3x3 and sep_conv_5x5 per cell
+    return 2.0 + x @ COSTS + 0.3 * sep[:, 0] * sep[:, 1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ds") / "synthetic.parquet"
+    header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "onnxruntime", "device": "cpu",
+              "config": {"batch": 1}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
+    writer, _ = open_writer(path, header)
+    writer.compact_every = 10_000
+    for i in range(1500):
+        g = sample(3, i)
+        ms = float(known_latency(encode(g)[None])[0])
+        writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "onnxruntime",
+                       "device": "cpu", "batch": 1, "resolution": 32, "channels": 36, "layers": 20,
+                       **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
+                       "std_ms": 0.0, "n": 1, "status": "ok", "error": "", "timestamp": str(i), "run_id": "t"})
+    writer.compact()
+    return path
+
+
+def test_metrics_by_hand() -> None:
+    m = metrics(np.array([10.0, 20.0, 40.0]), np.array([11.0, 19.0, 40.0]))
+    assert m["mape_pct"] == pytest.approx(5.0) and m["within5_pct"] == pytest.approx(200 / 3)
+    assert m["within10_pct"] == 100.0 and m["rmse_ms"] == pytest.approx(np.sqrt(2 / 3))
+    assert m["spearman"] == pytest.approx(1.0) and m["kendall"] == pytest.approx(1.0)
+
+
+def test_additive_recovers_an_additive_model() -> None:
+    x = encode_many(sample(5, i) for i in range(800))
+    y = 1.0 + x @ COSTS
+    p = make_predictor("additive", ridge=1e-9)
+    p.fit(x, y)
+    test = encode_many(sample(6, i) for i in range(50))
+    np.testing.assert_allclose(p.predict_ms(test), 1.0 + test @ COSTS, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list_predictors())
+def test_fit_save_load_predict(kind: str, dataset: Path, tmp_path: Path) -> None:
+    params = {"max_epochs": 60} if kind == "mlp" else {"n_estimators": 200} if kind == "xgboost" else {}
+    predictor, held_out = fit_dataset(dataset, kind, **params)
+    assert held_out["n"] == 300 and held_out["mape_pct"] < 10
+    meta = predictor.meta
+    assert meta["backend"] == "onnxruntime" and meta["training_size"] == 1200 and len(meta["dataset_hash"]) == 16
+    saved = predictor.save(tmp_path / kind)
+    doc = json.loads((saved / "predictor.json").read_text())
+    assert doc["kind"] == kind and doc["meta"]["held_out"]["n"] == 300
+    assert not list(saved.glob("*.pkl")) and not list(saved.glob("*.pt"))
+    again = load_dir(saved)
+    x = encode_many([PUBLISHED["DARTS_V2"], sample(0, 9)])
+    np.testing.assert_allclose(again.predict_ms(x), predictor.predict_ms(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "additive"])
+def test_differentiable_predictors_give_gradients(kind: str) -> None:
+    x = encode_many(sample(1, i) for i in range(300))
+    p = make_predictor(kind, **({"max_epochs": 20} if kind == "mlp" else {}))
+    p.fit(x, known_latency(x))
+    w = torch.full((2, 14, 8), 1 / 8, requires_grad=True)
+    ms = p.torch_ms(encode((w[0], w[1])))
+    ms.backward()
+    assert ms.item() > 0 and w.grad.abs().sum() > 0
+    onehot = torch.from_numpy(encode(PUBLISHED["PC_DARTS"]))
+    assert p.torch_ms(onehot).item() == pytest.approx(p.predict_ms(onehot.numpy()[None])[0], rel=1e-5)
+
+
+def test_mlp_beats_additive_on_an_interaction(dataset: Path) -> None:
+    _, mlp = fit_dataset(dataset, "mlp")
+    _, additive = fit_dataset(dataset, "additive")
+    assert mlp["mape_pct"] < additive["mape_pct"]
+
+
+def test_xgboost_is_not_differentiable() -> None:
+    with pytest.raises(PredictorError, match="not differentiable"):
+        make_predictor("xgboost").torch_ms(torch.zeros(ENCODING_SIZE))
+
+
+def test_other_backend_warns(dataset: Path) -> None:
+    predictor, _ = fit_dataset(dataset, "additive")
+    with pytest.warns(UserWarning, match="fitted on onnxruntime/cpu latencies, not torch/cpu"):
+        predictor.check_target("torch", "cpu")
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(PredictorError, match="neither a predictor directory nor a backend"):
+        load_predictor(str(tmp_path / "nothing"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "predictor.json").write_text("{")
+    with pytest.raises(PredictorError, match="corrupt"):
+        load_predictor(str(tmp_path / "bad"))
+    with pytest.raises(PredictorError, match="unknown predictor"):
+        make_predictor("gbdt")
+
+
+def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "add"
+    assert main(["fit", "--dataset", str(dataset), "--model", "additive", "--out", str(out)]) == 0
+    assert "held-out 300: MAPE" in capsys.readouterr().out
+    assert main(["predict", "--predictor", str(out), "DARTS_V2"]) == 0
+    expected = float(load_dir(out).predict_ms(encode(PUBLISHED["DARTS_V2"])[None])[0])
+    assert capsys.readouterr().out.strip() == f"{expected:.3f} ms"
+    assert main(["predict", "--predictor", str(out), "NOT_A_GENOTYPE"]) == 2
+    assert main(["bench", "predictors", "--dataset", str(dataset), "--models", "additive", "--sizes", "100,all",
+                 "--out", str(tmp_path / "bench")]) == 0
+    table = (tmp_path / "bench" / "predictors.md").read_text()
+    assert "| synthetic.parquet | additive | 100 |" in table and "| synthetic.parquet | additive | 1200 |" in table
+    assert (tmp_path / "bench" / "learning_curve_synthetic.png").stat().st_size > 1000
+
+
+def test_throughput_is_measured(dataset: Path) -> None:
+    p, _ = fit_dataset(dataset, "additive")
+    assert bench.throughput(p, encode_many([sample(0, 0)])) > 0
