@@ -341,6 +341,15 @@ def test_tiny_search_checkpoints_and_resumes(tmp_path) -> None:
         run_search(tmp_path, predictor=pred, lam=0.9, epochs=3, **SEARCH)
 
 
+def test_resumed_search_repeats_uninterrupted_one(tmp_path) -> None:
+    kw = dict(SEARCH, limit=64, predictor=LinearStandIn(), lam=1.0)
+    straight = run_search(tmp_path / "a", epochs=2, **kw)
+    run_search(tmp_path / "b", epochs=1, **kw)
+    resumed = run_search(tmp_path / "b", epochs=2, **kw)
+    assert resumed["alphas"] == straight["alphas"]
+    assert resumed["genotype"] == straight["genotype"]
+
+
 def test_tiny_second_order_search_without_predictor(tmp_path) -> None:
     result = run_search(tmp_path, epochs=1, order=2, **dict(SEARCH, limit=64))
     assert result["latency_ms"] is None and len(result["history"]) == 1
