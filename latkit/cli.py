@@ -256,6 +256,130 @@ def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _search_predictor(args: argparse.Namespace) -> "object":
+    import warnings
+
+    from latkit.predictors import load_predictor
+
+    predictor = load_predictor(args.predictor or args.target, device=args.device, kind=args.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.check_target(args.target, args.device)
+    for w in caught:
+        print(f"latkit: warning: {w.message}", file=sys.stderr)
+    return predictor
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def _cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from latkit.search.pipeline import finish_search
+    from latkit.search.searcher import run_search
+
+    _set_threads(args)
+    predictor = _search_predictor(args)
+    out = Path(args.out)
+    console.print(f"searching for {args.target}/{args.device} with the {predictor.kind} predictor, lambda "
+                  f"{args.lam} ({args.form}), {args.epochs} epochs on {args.data} -> {out}", highlight=False)
+    result = run_search(out, predictor=predictor, lam=args.lam, form=args.form, target_ms=args.target_ms,
+                        data=args.data, data_dir=args.data_dir, resolution=args.resolution, limit=args.limit,
+                        epochs=args.epochs, batch_size=args.batch_size, order=args.order, device=args.device,
+                        layers=args.layers, channels=args.channels, seed=args.seed,
+                        log=lambda line: console.print(line, highlight=False))
+    result.update(lam=args.lam, form=args.form, predictor=predictor.kind)
+    result = finish_search(result, args.target, args.device, predictor, not args.no_measure, out)
+    console.print(result["genotype"], soft_wrap=True, highlight=False)
+    line = f"predicted {result['latency_ms']:.3f} ms, {result['params'] / 1e6:.3f} M parameters"
+    if "measured" in result:
+        ref = result["reference"]["measured"]["min_ms"]
+        line += (f"; measured on {args.target}/{args.device}: {result['measured']['min_ms']:.3f} ms (min), "
+                 f"DARTS_V2 {ref:.3f} ms")
+    console.print(line + f" -> {out / 'result.json'}", highlight=False)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from latkit.search.pipeline import genotype_from
+    from latkit.search.train import train_genotype
+
+    _set_threads(args)
+    genotype = genotype_from(args.genotype)
+    result = train_genotype(genotype, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+                            batch_size=args.batch_size, device=args.device, layers=args.layers,
+                            channels=args.channels, resolution=args.resolution, limit=args.limit, seed=args.seed,
+                            log=lambda line: console.print(line, highlight=False))
+    console.print(f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['params'] / 1e6:.3f} M parameters, "
+                  f"{args.epochs} epochs on {args.data})", highlight=False)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    from latkit.search.pipeline import available_cpu_backends, finish_search, measure_ms, pareto_plot, \
+        deployment_config
+    from latkit.search.searcher import run_search
+    from latkit.search.train import train_genotype
+    from latkit.space import PUBLISHED, parse
+
+    _set_threads(args)
+    try:
+        lambdas = [float(x) for x in args.lambdas.split(",")]
+    except ValueError:
+        raise LatkitError(f"--lambdas must be comma-separated numbers, got {args.lambdas!r}") from None
+    predictor = _search_predictor(args)
+    out = Path(args.out)
+    config = deployment_config(predictor)
+    log = lambda line: console.print(line, highlight=False)  # noqa: E731
+    candidates: list[tuple[str, object]] = [("DARTS_V2", PUBLISHED["DARTS_V2"])]
+    for lam in lambdas:
+        sub = out / f"lambda_{lam:g}"
+        log(f"== search, lambda {lam:g} -> {sub}")
+        result = run_search(sub, predictor=predictor, lam=lam, form=args.form, data=args.data,
+                            data_dir=args.data_dir, resolution=args.resolution, limit=args.limit,
+                            epochs=args.epochs, batch_size=args.batch_size, order=args.order, device=args.device,
+                            layers=args.layers, channels=args.channels, seed=args.seed, log=log)
+        result.update(lam=lam, form=args.form, predictor=predictor.kind)
+        finish_search(result, args.target, args.device, predictor, False, sub)
+        candidates.append((f"lambda={lam:g}", parse(result["genotype"])))
+    backends = available_cpu_backends()
+    rows = []
+    for name, genotype in candidates:
+        log(f"== train {name} for {args.train_epochs} epochs, measure on {len(backends)} backends")
+        trained = train_genotype(genotype, data=args.data, data_dir=args.data_dir, epochs=args.train_epochs,
+                                 batch_size=96, device=args.device, layers=args.train_layers,
+                                 channels=args.train_channels, resolution=args.resolution, limit=args.limit,
+                                 seed=args.seed)
+        latencies = {f"{b}/{d}": measure_ms(b, d, genotype, config)["min_ms"] for b, d in backends}
+        rows.append({"name": name, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
+                     "predicted_ms": float(predictor.predict_ms(_encode1(genotype))[0]),
+                     "measured_ms": latencies[f"{args.target}/{args.device}"], "latency_ms": latencies})
+        log(f"{name}: accuracy {100 * trained['test_accuracy']:.2f}%, {args.target} {rows[-1]['measured_ms']:.3f} ms")
+    cols = [f"{b}/{d}" for b, d in backends]
+    table = (f"| architecture | test acc % | predicted ms | " + " | ".join(f"{c} ms" for c in cols) + " |\n"
+             + "|---" * (3 + len(cols)) + "|\n")
+    for r in rows:
+        table += (f"| {r['name']} | {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
+                  + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols) + " |\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(table)
+    (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table)
+    log(f"wrote {out / 'sweep.md'}, {pareto_plot(rows, out / 'pareto.png', args.target)}")
+    return 0
+
+
+def _encode1(genotype: "object") -> "object":
+    from latkit.space import encode
+
+    return encode(genotype)[None]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
     from latkit.backends.base import MeasureProtocol
@@ -356,6 +480,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", default=DEFAULT_STAT)
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)
+
+    def search_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", required=True, choices=["torch", "onnxruntime", "tensorrt"],
+                       help="backend to deploy on: its predictor is the latency penalty")
+        p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+        p.add_argument("--predictor", help="saved predictor directory (default: the target's embedded one)")
+        p.add_argument("--model", default="mlp", choices=["mlp", "additive", "xgboost"])
+        p.add_argument("--form", default="additive", choices=["additive", "relative", "log"])
+        p.add_argument("--epochs", type=int, default=6, help="search epochs (default %(default)s; DARTS: 50)")
+        p.add_argument("--order", type=int, default=1, choices=[1, 2])
+        p.add_argument("--layers", type=int, default=8, help="supernet cells (default %(default)s)")
+        p.add_argument("--channels", type=int, default=16, help="supernet channels (default %(default)s)")
+        p.add_argument("--threads", type=int, help="torch CPU threads")
+        data_args(p, batch=64)
+
+    def data_args(p: argparse.ArgumentParser, batch: int) -> None:
+        p.add_argument("--data", default="digits", choices=["digits", "cifar10", "synthetic"])
+        p.add_argument("--data-dir", help="CIFAR-10 python-version folder")
+        p.add_argument("--resolution", type=int, help="input size (default 16 for digits, 32 for CIFAR-10)")
+        p.add_argument("--limit", type=int, help="use at most this many images per split")
+        p.add_argument("--batch-size", type=int, default=batch)
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("search", help="latency-aware DARTS for a target backend")
+    search_args(p)
+    p.add_argument("--lambda", dest="lam", type=float, default=0.1, help="latency weight (0: plain DARTS)")
+    p.add_argument("--target-ms", type=float, help="target latency T for --form relative")
+    p.add_argument("--no-measure", action="store_true", help="skip measuring the result on the target")
+    p.add_argument("--out", default="runs/search", help="output directory (default %(default)s)")
+    p.set_defaults(handler=_cmd_search)
+
+    p = sub.add_parser("train", help="train a genotype's evaluation network and report test accuracy")
+    p.add_argument("genotype", help="genotype string, JSON, published name or a search's result.json")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="write the result JSON here")
+    data_args(p, batch=96)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("sweep", help="a search per lambda, trained and measured: the accuracy/latency front")
+    search_args(p)
+    p.add_argument("--lambdas", default="0,0.05,0.1,0.2,0.5")
+    p.add_argument("--train-epochs", type=int, default=10)
+    p.add_argument("--train-layers", type=int, default=8)
+    p.add_argument("--train-channels", type=int, default=16)
+    p.add_argument("--out", default="runs/sweep")
+    p.set_defaults(handler=_cmd_sweep)
     return parser
 
 

@@ -1,8 +1,14 @@
 """Shared fixtures; GPU and TensorRT tests skip with the reason when the hardware or runtime is absent."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+
+from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
+from latkit.space import ENCODING_SIZE, encode, sample
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -14,5 +20,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_torch() -> None:
+def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+COSTS = np.random.default_rng(0).uniform(0.0, 0.5, ENCODING_SIZE)  # ms per (cell, edge, op)
+
+
+def known_latency(x: np.ndarray) -> np.ndarray:
+    """2 ms + additive op costs + an interaction no additive model can express: a cost proportional to the
+    product of the numbers of separable convolutions in the normal and in the reduction cell."""
+    cells = x.reshape(len(x), 2, 14, 8)
+    sep = cells[:, :, :, 4:6].sum(axis=(2, 3))  # sep_conv_3x3 and sep_conv_5x5 per cell
+    return 2.0 + x @ COSTS + 0.3 * sep[:, 0] * sep[:, 1]
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ds") / "synthetic.parquet"
+    header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "onnxruntime", "device": "cpu",
+              "config": {"batch": 1, "layers": 5, "channels": 8, "resolution": 16}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
+    writer, _ = open_writer(path, header)
+    writer.compact_every = 10_000
+    for i in range(1500):
+        g = sample(3, i)
+        ms = float(known_latency(encode(g)[None])[0])
+        writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "onnxruntime",
+                       "device": "cpu", "batch": 1, "resolution": 32, "channels": 36, "layers": 20,
+                       **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
+                       "std_ms": 0.0, "n": 1, "status": "ok", "error": "", "timestamp": str(i), "run_id": "t"})
+    writer.compact()
+    return path
+
+

@@ -9,40 +9,12 @@ import pytest
 import torch
 
 from latkit.cli import main
-from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
 from latkit.predictors import PredictorError, fit_dataset, list_predictors, load_predictor, make_predictor, metrics
 from latkit.predictors import bench
 from latkit.predictors.fitting import load_dir
 from latkit.space import ENCODING_SIZE, PUBLISHED, encode, encode_many, sample
 
-COSTS = np.random.default_rng(0).uniform(0.0, 0.5, ENCODING_SIZE)  # ms per (cell, edge, op)
-
-
-def known_latency(x: np.ndarray) -> np.ndarray:
-    """2 ms + additive op costs + an interaction no additive model can express: a cost proportional to the
-    product of the numbers of separable convolutions in the normal and in the reduction cell."""
-    cells = x.reshape(len(x), 2, 14, 8)
-    sep = cells[:, :, :, 4:6].sum(axis=(2, 3))  # sep_conv_3x3 and sep_conv_5x5 per cell
-    return 2.0 + x @ COSTS + 0.3 * sep[:, 0] * sep[:, 1]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ds") / "synthetic.parquet"
-    header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "onnxruntime", "device": "cpu",
-              "config": {"batch": 1}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
-    writer, _ = open_writer(path, header)
-    writer.compact_every = 10_000
-    for i in range(1500):
-        g = sample(3, i)
-        ms = float(known_latency(encode(g)[None])[0])
-        writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "onnxruntime",
-                       "device": "cpu", "batch": 1, "resolution": 32, "channels": 36, "layers": 20,
-                       **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
-                       "std_ms": 0.0, "n": 1, "status": "ok", "error": "", "timestamp": str(i), "run_id": "t"})
-    writer.compact()
-    return path
-
+from conftest import COSTS, known_latency
 
 def test_metrics_by_hand() -> None:
     m = metrics(np.array([10.0, 20.0, 40.0]), np.array([11.0, 19.0, 40.0]))

@@ -1,0 +1,60 @@
+"""latkit search / train / sweep end to end on tiny settings (real backends measure the result)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from latkit.cli import main
+from latkit.predictors import fit_dataset
+from latkit.space import parse
+
+TINY = ["--epochs", "1", "--layers", "3", "--channels", "4", "--limit", "64", "--resolution", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def predictor_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    predictor, _ = fit_dataset(dataset, "additive")
+    return predictor.save(tmp_path_factory.mktemp("pred") / "additive")
+
+
+def test_search_writes_measured_result_and_train_reads_it(predictor_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambda", "0.5",
+                 *TINY, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    parse(result["genotype"])
+    assert result["target"] == "onnxruntime" and result["lam"] == 0.5 and len(result["history"]) == 1
+    assert result["deployment_config"]["layers"] == 5
+    assert result["measured"]["min_ms"] > 0 and result["reference"]["measured"]["min_ms"] > 0
+    assert "measured on onnxruntime/cpu" in capsys.readouterr().out
+    assert main(["train", str(out / "result.json"), "--epochs", "1", "--layers", "3", "--channels", "4",
+                 "--limit", "64", "--resolution", "8", "--out", str(tmp_path / "t.json")]) == 0
+    assert 0 <= json.loads((tmp_path / "t.json").read_text())["test_accuracy"] <= 1
+
+
+def test_search_refuses_non_differentiable_predictor(dataset: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    predictor, _ = fit_dataset(dataset, "xgboost", n_estimators=20)
+    path = predictor.save(tmp_path / "xgb")
+    assert main(["search", "--target", "onnxruntime", "--predictor", str(path), *TINY,
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "not differentiable" in capsys.readouterr().err
+
+
+def test_search_without_embedded_predictor_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--target", "tensorrt", "--device", "cuda", *TINY, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "latkit: error:" in err
+
+
+def test_sweep_table_and_plot(predictor_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambdas", "0,1",
+                 *TINY, "--train-epochs", "1", "--train-layers", "3", "--train-channels", "4", "--out", str(out)]) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in rows] == ["DARTS_V2", "lambda=0", "lambda=1"]
+    assert all(r["latency_ms"]["torch/cpu"] > 0 and r["latency_ms"]["onnxruntime/cpu"] > 0 for r in rows)
+    assert (out / "pareto.png").stat().st_size > 1000 and "| lambda=1 |" in (out / "sweep.md").read_text()
