@@ -10,9 +10,16 @@ from latkit.datasets.store import KINDS, STAT_COLUMNS, STATUSES, Dataset, Datase
 from latkit.space import GenotypeError, parse, sample
 
 
-def noise_floor(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
-    """MAPE (%) between the first measurement of a sample and its independent re-measurement(s)."""
+def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | None = None) -> dict[str, float]:
+    """MAPE (%) between the first measurement of a sample and its independent re-measurement(s).
+
+    With ``min_cpu_share``, only pairs whose both timed loops got that share of a core count (undisturbed pairs).
+    """
     t = ds.table
+    if min_cpu_share is not None:
+        share = np.asarray(t.column("timing_cpu_ms").to_numpy(zero_copy_only=False), dtype=np.float64) / \
+            np.asarray(t.column("timing_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
+        t = t.filter(np.nan_to_num(share) >= min_cpu_share)
     kind, status, index = (t.column(c).to_pylist() for c in ("kind", "status", "index"))
     value = t.column(stat).to_pylist()
     first: dict[int, float] = {}
@@ -128,10 +135,16 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
         "## Quality (statistic: min_ms, the one predictors learn by default)",
         "",
     ]
+    gate = h["protocol"].get("min_cpu_share")
     for stat in ("min_ms", "median_ms"):
-        nf = noise_floor(ds, stat)
-        lines.append(f"- noise floor, {stat}: MAPE {nf['mape_pct']:.2f}% (p90 {nf['p90_ape_pct']:.2f}%) over "
-                     f"{nf['pairs']} re-measured architectures")
+        for share in (None, gate) if gate else (None,):
+            nf = noise_floor(ds, stat, share)
+            which = "all pairs" if share is None else f"pairs whose both loops got >= {share:.0%} of a core"
+            lines.append(f"- noise floor, {stat}, {which}: MAPE {nf['mape_pct']:.2f}% (p90 {nf['p90_ape_pct']:.2f}%) "
+                         f"over {nf['pairs']} re-measured architectures")
+    if ratio.size and gate:
+        lines.append(f"- samples whose timed loop stayed below {gate:.0%} of a core after every attempt (kept in the "
+                     f"file, not used by predictors): {int((ratio < gate).sum())} of {ratio.size}")
     dr = s["drift"]
     if dr.get("timings"):
         lines.append(f"- drift ({h.get('reference')}, min_ms, {dr['timings']} timings): median {dr['median_ms']:.3f} ms, "

@@ -24,8 +24,11 @@ def test_wheel_layout(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"latkit"}
-    for pkg in ("latkit", "latkit/backends", "latkit/search", "latkit/datasets"):
+    for pkg in ("latkit", "latkit/predictors", "latkit/backends", "latkit/search", "latkit/datasets"):
         assert f"{pkg}/__init__.py" in names
+    pretrained = [p for p in (ROOT / "latkit" / "predictors" / "pretrained").glob("*/*") if p.is_file()]
+    for f in pretrained:
+        assert f"latkit/predictors/pretrained/{f.parent.name}/{f.name}" in names
     data = [n for n in (ROOT / "datasets").iterdir() if n.suffix in (".parquet", ".md")]
     for f in data:
         assert f"latkit/datasets/{f.name}" in names

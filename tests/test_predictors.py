@@ -61,10 +61,13 @@ def test_differentiable_predictors_give_gradients(kind: str) -> None:
     assert p.torch_ms(onehot).item() == pytest.approx(p.predict_ms(onehot.numpy()[None])[0], rel=1e-5)
 
 
-def test_mlp_beats_additive_on_an_interaction(dataset: Path) -> None:
-    _, mlp = fit_dataset(dataset, "mlp")
+def test_mlp_learns_an_interaction_the_additive_model_cannot(dataset: Path) -> None:
     _, additive = fit_dataset(dataset, "additive")
-    assert mlp["mape_pct"] < additive["mape_pct"]
+    _, deep_only = fit_dataset(dataset, "mlp", skip=False)
+    _, default = fit_dataset(dataset, "mlp")
+    assert deep_only["mape_pct"] < 0.95 * additive["mape_pct"]
+    # the default starts from the ridge solution: never meaningfully worse than the additive model
+    assert default["mape_pct"] < 1.05 * additive["mape_pct"]
 
 
 def test_xgboost_is_not_differentiable() -> None:

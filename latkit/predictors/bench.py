@@ -36,7 +36,7 @@ def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, size
         x, y, index = dataset_xy(ds, stat)
         test = holdout(index)
         x_tr, y_tr = x[~test], y[~test]
-        floor = noise_floor(ds, stat)
+        floor = noise_floor(ds, stat, ds.header.get("protocol", {}).get("min_cpu_share"))
         for kind in kinds or list_predictors():
             for size in sizes:
                 if size is not None and size >= len(x_tr):
