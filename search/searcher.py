@@ -120,15 +120,8 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
             a_idx = a_batches[step % len(a_batches)]
             x, y = w_x[idx], w_y[idx]
             val_obj += architect.step(x, y, a_x[a_idx], a_y[a_idx], lr, w_opt, order)
-            w_opt.zero_grad()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.weights(), GRAD_CLIP)
-            w_opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+            batch_loss, batch_correct = weight_step(model, model.weights(), w_opt, x, y)
+            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
         val_acc = accuracy(model, a_x, a_y, batch_size)
         genotype = model.genotype()
         with torch.no_grad():
@@ -147,6 +140,18 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
             "latency_ms": genotype_latency_ms(predictor, genotype), "history": history, "settings": settings,
             "alphas": {"normal": model.alphas_normal.detach().cpu().tolist(),
                        "reduce": model.alphas_reduce.detach().cpu().tolist()}}
+
+
+def weight_step(model: torch.nn.Module, params: Any, opt: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor) -> tuple[float, int]:
+    """One clipped SGD step on cross-entropy; returns (loss summed over the batch, correct predictions)."""
+    opt.zero_grad()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+    opt.step()
+    return float(loss.detach()) * len(y), int((logits.argmax(1) == y).sum())
 
 
 def format_row(row: dict[str, Any], epochs: int) -> str:

@@ -9,15 +9,14 @@ import time
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, Network, count_params
 from latkit.search.data import load_data
-from latkit.search.searcher import accuracy, batches, cosine_lr, epoch_generator
+from latkit.search.searcher import accuracy, batches, cosine_lr, epoch_generator, weight_step
 from latkit.space import Genotype
 
-LR, MOMENTUM, WEIGHT_DECAY, GRAD_CLIP = 0.025, 0.9, 3e-4, 5.0
+LR, MOMENTUM, WEIGHT_DECAY = 0.025, 0.9, 3e-4  # gradient clipping (5) lives in weight_step
 
 
 def train_genotype(genotype: Genotype, data: str = "digits", data_dir: Optional[str] = None, epochs: int = 600,
@@ -46,16 +45,8 @@ def train_genotype(genotype: Genotype, data: str = "digits", data_dir: Optional[
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for idx in batches(len(y_tr), batch_size, epoch_generator(seed, epoch)):
-            x, y = x_tr[idx], y_tr[idx]
-            opt.zero_grad()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+            batch_loss, batch_correct = weight_step(model, model.parameters(), opt, x_tr[idx], y_tr[idx])
+            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(idx)
         row = {"epoch": epoch + 1, "lr": rate, "train_loss": loss_sum / max(seen, 1),
                "train_acc": correct / max(seen, 1), "test_acc": accuracy(model, x_te, y_te, batch_size),
                "elapsed_s": time.perf_counter() - start}
