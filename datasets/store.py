@@ -15,7 +15,6 @@ and folded into the Parquet file by an atomic replace every few rows and at the 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +210,6 @@ def open_writer(path: str | Path, header: dict[str, Any], force: bool = False) -
         hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force continues anyway)"
         raise DatasetError(f"{path} was measured with a different {', '.join(diff)}; use another --out{hint}")
     return Writer(path, existing.header), existing
-
-
-def finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> tuple[int, int]:

@@ -325,7 +325,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         deployment_config
     from latkit.search.searcher import run_search
     from latkit.search.train import train_genotype
-    from latkit.space import PUBLISHED, parse
+    from latkit.space import PUBLISHED, encode_many, parse
 
     _set_threads(args)
     try:
@@ -357,7 +357,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                                  seed=args.seed)
         latencies = {f"{b}/{d}": measure_ms(b, d, genotype, config)["min_ms"] for b, d in backends}
         rows.append({"name": name, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
-                     "predicted_ms": float(predictor.predict_ms(_encode1(genotype))[0]),
+                     "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
                      "measured_ms": latencies[f"{args.target}/{args.device}"], "latency_ms": latencies})
         log(f"{name}: accuracy {100 * trained['test_accuracy']:.2f}%, {args.target} {rows[-1]['measured_ms']:.3f} ms")
     cols = [f"{b}/{d}" for b, d in backends]
@@ -372,12 +372,6 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     print(table)
     log(f"wrote {out / 'sweep.md'}, {pareto_plot(rows, out / 'pareto.png', args.target)}")
     return 0
-
-
-def _encode1(genotype: "object") -> "object":
-    from latkit.space import encode
-
-    return encode(genotype)[None]
 
 
 def build_parser() -> argparse.ArgumentParser:

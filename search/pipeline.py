@@ -10,7 +10,7 @@ from latkit.backends.registry import backend_class, get_backend, list_backends
 from latkit.errors import LatkitError
 from latkit.measure import time_genotype
 from latkit.network import NetConfig, build, count_params
-from latkit.space import PUBLISHED, Genotype, parse
+from latkit.space import PUBLISHED, Genotype, encode_many, parse
 
 Log = Callable[[str], None]
 
@@ -42,16 +42,10 @@ def finish_search(result: dict[str, Any], target: str, device: str, predictor: A
     if measure:
         result["measured"] = measure_ms(target, device, genotype, config)
         result["reference"] = {"name": "DARTS_V2", "measured": measure_ms(target, device, PUBLISHED["DARTS_V2"], config),
-                               "predicted_ms": float(predictor.predict_ms(_enc(PUBLISHED["DARTS_V2"]))[0])}
+                               "predicted_ms": float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0])}
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _enc(genotype: Genotype) -> Any:
-    from latkit.space import encode
-
-    return encode(genotype)[None]
 
 
 def genotype_from(spec: str) -> Genotype:
