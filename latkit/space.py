@@ -8,8 +8,13 @@ Encoding layout (``ENCODING_SIZE`` = 2 x 14 x 8 = 224 floats), read by every lat
 ``[normal cell | reduce cell]``, each cell ``14 edges x 8 ops`` in row-major order. The 14 edges are the DARTS
 supernet's edges in order: node 2 <- inputs 0,1; node 3 <- 0,1,2; node 4 <- 0..3; node 5 <- 0..4 (edge index of
 node ``i`` from input ``j`` is ``i*(i+3)/2 + j``). Ops follow ``PRIMITIVES`` (the op table's order, 'none' first).
-A genotype is one-hot per edge, and an edge the genotype does not use is one-hot on 'none' -- so every row sums
-to 1 exactly as softmax(alpha) does, and ``encode(genotype)`` and ``encode((w_normal, w_reduce))`` share one layout.
+A genotype is one-hot per edge, and an edge the genotype does not use is one-hot on 'none', so every row sums
+to 1 and every node has exactly ``node + 2 - 2`` 'none' edges.
+
+Architecture weights (softmax(alpha), the search's relaxation) are encoded as the *expected* encoding of the
+genotype they describe, not as the raw weights: a genotype keeps exactly two inputs per node, so the count of
+'none' edges per node is the same in every training row and no latency dataset can say what 'none' costs. Feeding
+raw weights would let that unidentified cost steer the search. See ``encode`` for the definition.
 """
 from __future__ import annotations
 
@@ -236,8 +241,8 @@ def sample(seed: int, index: int) -> Genotype:
 def encode(arch: Union[Genotype, tuple["torch.Tensor", "torch.Tensor"]]) -> Any:
     """Encode a genotype (numpy float32 one-hot) or architecture weights (torch, differentiable).
 
-    Architecture weights are ``(w_normal, w_reduce)``, each ``(14, 8)`` (e.g. softmax(alpha) over ops), or with
-    a leading batch dimension. See the module docstring for the layout.
+    Architecture weights are ``(w_normal, w_reduce)``, each ``(14, 8)`` (softmax(alpha) over ops), or with a
+    leading batch dimension; they are encoded by ``relaxed_encoding``. See the module docstring for the layout.
     """
     if isinstance(arch, Genotype):
         return encode_many([arch])[0]
@@ -249,7 +254,48 @@ def encode(arch: Union[Genotype, tuple["torch.Tensor", "torch.Tensor"]]) -> Any:
         raise LatkitError(f"architecture weights must be {shape} per cell, got {tuple(w_normal.shape)} "
                           f"and {tuple(w_reduce.shape)}")
     lead = w_normal.shape[:-2]
-    return torch.cat([w_normal.reshape(*lead, -1), w_reduce.reshape(*lead, -1)], dim=-1)
+    cells = [relaxed_encoding(w).reshape(*lead, -1) for w in (w_normal, w_reduce)]
+    return torch.cat(cells, dim=-1)
+
+
+STRENGTH_EPS = 1e-12  # keeps an edge whose non-'none' weights all underflow to 0 selectable (and no 0/0)
+
+
+def relaxed_encoding(weights: "torch.Tensor") -> "torch.Tensor":
+    """The expected one-hot encoding of the genotype that one cell's weights ``(..., 14, 8)`` describe.
+
+    The weights define a distribution over genotypes that mirrors DARTS' derivation, and the encoding is its mean:
+
+    - an edge's op, given the edge is kept, is drawn from its non-'none' weights renormalised,
+      ``q(e, o) = w(e, o) / sum_{o' != none} w(e, o')`` ('none' is never an op of a genotype);
+    - each node keeps 2 of its input edges, drawn without replacement with probability proportional to the edge's
+      DARTS strength ``s(e) = max_{o != none} w(e, o)``; ``pi(e)`` is the probability that edge ``e`` is kept,
+      ``pi(e) = p(e) + sum_{j != e} p(j) p(e) / (1 - p(j))`` with ``p = s / sum(s)`` over the node's edges;
+    - the encoding is ``pi(e) q(e, o)`` on ops and ``1 - pi(e)`` on 'none'.
+
+    Every node's ``pi`` sums to 2, so the encoding satisfies every linear constraint that genotype encodings do
+    (each edge sums to 1; each node has the same mass on 'none'): a linear predictor gives it exactly the
+    expected latency of the distribution, any two predictors that agree on all genotypes agree on it, and the
+    MLP is evaluated inside the convex hull of what it was trained on. As the weights sharpen toward a genotype
+    (kept edges one-hot on their op, other edges on 'none') the encoding converges to that genotype's one-hot.
+    """
+    import torch
+
+    ops = weights[..., 1:]
+    q = ops / ops.sum(-1, keepdim=True).clamp_min(STRENGTH_EPS)
+    strength = ops.amax(-1) + STRENGTH_EPS
+    kept = []
+    for node in range(NODES):
+        start = edge_index(node, 0)
+        s = strength[..., start: start + node + 2]
+        k = s.shape[-1]
+        off = 1.0 - torch.eye(k, dtype=s.dtype, device=s.device)
+        others = s @ off  # sum of the other edges' strengths, without cancellation
+        p = s / s.sum(-1, keepdim=True)
+        ratio = s / others  # p(j) / (1 - p(j))
+        kept.append(p * (1.0 + ratio @ off))
+    pi = torch.cat(kept, dim=-1).clamp(0.0, 1.0).unsqueeze(-1)
+    return torch.cat([1.0 - pi, pi * q], dim=-1)
 
 
 def encode_many(genotypes: Iterable[Genotype]) -> np.ndarray:

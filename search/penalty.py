@@ -1,7 +1,15 @@
 """The latency term of the search's validation loss: ``CE`` combined with ``LAT(softmax(alpha))``.
 
-``LAT`` is a differentiable latency predictor evaluated on the architecture weights in the encoding layout
-(``latkit.space.encode``). Forms (``lam`` is the balancing coefficient; ``lam == 0`` is plain DARTS):
+``LAT`` is a differentiable latency predictor evaluated on the *relaxed architecture*: the expected encoding of the
+genotype that softmax(alpha) describes (``latkit.space.relaxed_encoding``). Each edge's op is drawn from its
+non-'none' weights renormalised, and each node keeps 2 of its input edges, drawn without replacement in proportion
+to their DARTS strength (the largest non-'none' weight), as the final derivation keeps the 2 strongest. 'none' is
+never an op of a genotype, so no dataset can tell what it costs; in this definition it matters only through which
+edges a node is likely to keep. The relaxed latency is therefore identified by genotype data alone: it is exactly
+the expected latency for a linear predictor, any two predictors that agree on every genotype agree on it, and as
+alpha sharpens toward a genotype it converges to that genotype's predicted latency.
+
+Forms (``lam`` is the balancing coefficient; ``lam == 0`` is plain DARTS):
 
 - ``additive`` (default): ``CE + lam * LAT / reference_ms``; the reference defaults to the predictor's latency of
   DARTS_V2, so ``lam`` is unit-free.
@@ -11,6 +19,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
@@ -28,6 +37,9 @@ class LatencyPenalty:
                  target_ms: Optional[float] = None, predictor_device: str = "cpu"):
         if form not in FORMS:
             raise LatkitError(f"unknown latency penalty form {form!r} (known: {', '.join(FORMS)})")
+        for name, value in (("lambda", lam), ("target latency", target_ms), ("reference latency", reference_ms)):
+            if value is not None and not math.isfinite(value):
+                raise LatkitError(f"{name} must be a finite number, got {value}")
         if lam < 0:
             raise LatkitError(f"lambda must be >= 0, got {lam}")
         self.predictor = predictor
@@ -60,7 +72,7 @@ class LatencyPenalty:
             return float(self.predictor.torch_ms(x).reshape(-1)[0])
 
     def latency_ms(self, arch_weights: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Differentiable predicted latency (scalar, ms) of softmax weights ``(w_normal, w_reduce)``."""
+        """Differentiable predicted latency (scalar, ms) of the relaxed architecture ``(w_normal, w_reduce)``."""
         x = encode(arch_weights).to(device=self.predictor_device, dtype=torch.float32)
         return self.predictor.torch_ms(x).reshape(())
 
