@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Protocol as TypingProtocol
+from typing import Callable, Iterator, Protocol as TypingProtocol
 
 import numpy as np
 
@@ -38,10 +39,10 @@ class MeasureProtocol:
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.warmup_runs < 0 or self.warmup_ms < 0 or self.threads < 1 \
+        if self.repeats < 1 or self.warmup_runs < 0 or not 0 <= self.warmup_ms < math.inf or self.threads < 1 \
                 or self.max_attempts < 1 or not 0 <= self.min_cpu_share <= 1:
             raise LatkitError(f"invalid protocol {asdict(self)}: repeats, threads and attempts must be >= 1, "
-                              "warm-up >= 0, min_cpu_share in [0, 1]")
+                              "warm-up a finite number >= 0, min_cpu_share in [0, 1]")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -79,7 +80,13 @@ STAT_COLUMNS = tuple(f.name for f in fields(LatencyStats))
 
 
 class Runner(TypingProtocol):
-    """One prepared architecture: ``run`` enqueues one inference on ``device``."""
+    """One prepared architecture: ``run`` enqueues one inference on ``device``.
+
+    A runner may also define ``activate()`` and ``deactivate()``: ``measure`` calls them around its whole loop
+    (e.g. to set torch's thread count or the CUDA stream, and to restore the process's own afterwards). A CUDA
+    runner has a dedicated ``stream`` (torch.cuda.Stream) on which it enqueues its work; the timing events are
+    recorded on that stream.
+    """
 
     device: str
 
@@ -89,6 +96,16 @@ class Runner(TypingProtocol):
 Clock = Callable[[Callable[[], None]], float]
 
 
+@contextmanager
+def activated(runner: Runner) -> Iterator[None]:
+    """``runner.activate()`` ... ``runner.deactivate()`` where the runner has them."""
+    getattr(runner, "activate", lambda: None)()
+    try:
+        yield
+    finally:
+        getattr(runner, "deactivate", lambda: None)()
+
+
 def host_clock(fn: Callable[[], None]) -> float:
     """Milliseconds of one synchronous call, by the host's monotonic high-resolution clock."""
     t0 = time.perf_counter_ns()
@@ -96,21 +113,30 @@ def host_clock(fn: Callable[[], None]) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
-def cuda_clock(fn: Callable[[], None]) -> float:
-    """Milliseconds of one call on the current CUDA stream, by CUDA events after synchronisation."""
+def cuda_clock(stream: "torch.cuda.Stream") -> Clock:  # noqa: F821
+    """A clock for work enqueued on ``stream``: milliseconds between CUDA events recorded on that stream."""
     import torch
 
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return float(start.elapsed_time(end))
+    def clock(fn: Callable[[], None]) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        stream.synchronize()
+        start.record(stream)
+        fn()
+        end.record(stream)
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return clock
 
 
-def clock_for(device: str) -> Clock:
-    return cuda_clock if device == "cuda" else host_clock
+def clock_for(runner: Runner) -> Clock:
+    """CUDA events on the runner's own stream for a CUDA runner; the host clock otherwise."""
+    if runner.device != "cuda":
+        return host_clock
+    stream = getattr(runner, "stream", None)
+    if stream is None:
+        raise LatkitError(f"{type(runner).__name__} runs on cuda without a dedicated stream to time")
+    return cuda_clock(stream)
 
 
 @dataclass(frozen=True)
@@ -137,24 +163,25 @@ def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = Non
     On a CPU with 1 thread the inference runs on this thread, so its CPU time over the loop's wall time is the share
     of a core it got; a loop below ``min_cpu_share`` is timed again (the best-share attempt is kept).
     """
-    clock = clock or clock_for(runner.device)
-    warm_runs, warm_ms = 0, 0.0
-    while warm_runs < protocol.warmup_runs or warm_ms < protocol.warmup_ms:
-        warm_ms += clock(runner.run)
-        warm_runs += 1
-    gated = runner.device == "cpu" and protocol.threads == 1
-    best: Timing | None = None
-    for attempt in range(1, protocol.max_attempts + 1):
-        wall0, cpu0 = wall_clock(), thread_clock()
-        samples = [clock(runner.run) for _ in range(protocol.repeats)]
-        cpu_ms, wall_ms = (thread_clock() - cpu0) / 1e6, (wall_clock() - wall0) / 1e6
-        if not all(math.isfinite(s) and s >= 0 for s in samples):
-            raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
-        timing = Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms, wall_ms, cpu_ms, attempt)
-        if best is None or cpu_ms / max(wall_ms, 1e-9) > best.cpu_ms / max(best.wall_ms, 1e-9):
-            best = timing
-        if not gated or cpu_ms >= protocol.min_cpu_share * wall_ms:
-            break
+    clock = clock or clock_for(runner)
+    with activated(runner):
+        warm_runs, warm_ms = 0, 0.0
+        while warm_runs < protocol.warmup_runs or warm_ms < protocol.warmup_ms:
+            warm_ms += clock(runner.run)
+            warm_runs += 1
+        gated = runner.device == "cpu" and protocol.threads == 1
+        best: Timing | None = None
+        for attempt in range(1, protocol.max_attempts + 1):
+            wall0, cpu0 = wall_clock(), thread_clock()
+            samples = [clock(runner.run) for _ in range(protocol.repeats)]
+            cpu_ms, wall_ms = (thread_clock() - cpu0) / 1e6, (wall_clock() - wall0) / 1e6
+            if not all(math.isfinite(s) and s >= 0 for s in samples):
+                raise RuntimeError(f"clock returned invalid samples: {samples[:5]}")
+            timing = Timing(LatencyStats.from_samples(samples), warm_runs, warm_ms, wall_ms, cpu_ms, attempt)
+            if best is None or cpu_ms / max(wall_ms, 1e-9) > best.cpu_ms / max(best.wall_ms, 1e-9):
+                best = timing
+            if not gated or cpu_ms >= protocol.min_cpu_share * wall_ms:
+                break
     return Timing(best.stats, warm_runs, warm_ms, best.wall_ms, best.cpu_ms, attempt)
 
 
@@ -189,6 +216,11 @@ class Backend(ABC):
     def prepare(self, model: Network) -> Runner:
         """Build everything needed to run ``model`` (eval mode, fixed input shape) once; time it many times."""
         return self._prepare_impl(model.eval(), model.config)
+
+    def options(self) -> dict[str, object]:
+        """Settings that change the latency beyond the protocol (e.g. TensorRT precision); part of a dataset's
+        identity, so rows measured with other options never share a file."""
+        return {}
 
     @abstractmethod
     def _available_impl(self) -> tuple[bool, str]: ...

@@ -1,4 +1,4 @@
-"""PyTorch eager: the network as built, on cpu or cuda (cudnn.benchmark on, CUDA-event timing)."""
+"""PyTorch eager: the network as built, on cpu or cuda (cudnn.benchmark on, CUDA events on the runner's stream)."""
 from __future__ import annotations
 
 import torch
@@ -8,8 +8,29 @@ from latkit.network import NetConfig, Network
 
 
 class _TorchRunner:
-    def __init__(self, model: Network, x: torch.Tensor, device: str):
-        self.model, self.x, self.device = model, x, device
+    """The eval-mode network and its input; while active, torch uses the protocol's thread count (and on CUDA the
+    runner's own stream, with cudnn.benchmark on); ``deactivate`` gives the process its own settings back."""
+
+    def __init__(self, model: Network, x: torch.Tensor, device: str, threads: int):
+        self.model, self.x, self.device, self.threads = model, x, device, threads
+        self.stream = torch.cuda.Stream() if device == "cuda" else None
+        self._saved: tuple = ()
+
+    def activate(self) -> None:
+        self._saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark)
+        torch.set_num_threads(self.threads)
+        if self.stream is not None:
+            torch.cuda.synchronize()  # the input was written on the default stream
+            torch.backends.cudnn.benchmark = True
+            self._saved += (torch.cuda.current_stream(),)
+            torch.cuda.set_stream(self.stream)
+
+    def deactivate(self) -> None:
+        threads, benchmark, *stream = self._saved
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+        if stream:
+            torch.cuda.set_stream(stream[0])
 
     def run(self) -> None:
         with torch.inference_mode():
@@ -30,9 +51,6 @@ class TorchBackend(Backend):
         return v
 
     def _prepare_impl(self, model: Network, config: NetConfig) -> Runner:
-        torch.set_num_threads(self.threads)
-        if self.device == "cuda":
-            torch.backends.cudnn.benchmark = True
         model = model.to(self.device)
         x = torch.randn(config.input_shape(), device=self.device)
-        return _TorchRunner(model, x, self.device)
+        return _TorchRunner(model, x, self.device, self.threads)

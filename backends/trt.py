@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -16,11 +18,26 @@ from latkit.backends.base import Backend, BackendUnavailable, Runner
 from latkit.network import NetConfig, Network
 from latkit.onnx_export import INPUT_NAME, OUTPUT_NAME, to_onnx
 
-DEFAULT_TIMING_CACHE = Path("~/.cache/latkit/tensorrt-timing.cache")
+TIMING_CACHE_DIR = Path("~/.cache/latkit/tensorrt")
+
+
+@lru_cache(maxsize=1)
+def _logger() -> "object":
+    """The process's one TensorRT logger (TensorRT expects a single logger shared by builders and runtimes)."""
+    import tensorrt as trt
+
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def timing_cache_name(gpu: str, capability: str, tensorrt_version: str, cuda_version: str) -> str:
+    """A timing cache file name keyed by what makes a cache valid: GPU model, compute capability, TensorRT, CUDA."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{gpu}-sm{capability}-trt{tensorrt_version}-cuda{cuda_version}")
+    return slug.strip("-") + ".cache"
 
 
 class _EngineRunner:
-    """One execution context; its input and output are torch CUDA tensors whose addresses are bound once."""
+    """One execution context on a dedicated CUDA stream; input and output are torch CUDA tensors whose addresses
+    are bound once."""
 
     device = "cuda"
 
@@ -29,8 +46,10 @@ class _EngineRunner:
         self.context = engine.create_execution_context()
         if self.context is None:
             raise RuntimeError("TensorRT could not create an execution context")
+        self.stream = torch.cuda.Stream()
         self.x = torch.randn(config.input_shape(), device="cuda")
         self.y = torch.empty((config.batch, config.classes), device="cuda")
+        torch.cuda.synchronize()  # the input was written on the default stream
         tensors = {INPUT_NAME: self.x, OUTPUT_NAME: self.y}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -39,7 +58,7 @@ class _EngineRunner:
             self.context.set_tensor_address(name, tensors[name].data_ptr())
 
     def run(self) -> None:
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
 
 
@@ -52,7 +71,26 @@ class TensorRTBackend(Backend):
         super().__init__(device, threads)
         self.fp16, self.tf32 = fp16, tf32
         self.optimization_level, self.workspace_mib = optimization_level, workspace_mib
-        self.timing_cache = Path(timing_cache or DEFAULT_TIMING_CACHE).expanduser()
+        self._timing_cache = None if timing_cache is None else Path(timing_cache).expanduser()
+
+    @property
+    def timing_cache(self) -> Path:
+        """The timing cache file: as given, or one per GPU, compute capability, TensorRT and CUDA version."""
+        if self._timing_cache is not None:
+            return self._timing_cache
+        import tensorrt as trt
+
+        from latkit.env import gpu_info
+
+        info = gpu_info()
+        name = timing_cache_name(info.get("gpu", "unknown-gpu"), info.get("cuda_capability", "unknown"),
+                                 trt.__version__, str(torch.version.cuda))
+        return TIMING_CACHE_DIR.expanduser() / name
+
+    def options(self) -> dict[str, object]:
+        """Builder settings that decide the engine, hence the latency: recorded in the dataset identity."""
+        return {"fp16": self.fp16, "tf32": self.tf32, "optimization_level": self.optimization_level,
+                "workspace_mib": self.workspace_mib}
 
     def _available_impl(self) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorrt") is None:
@@ -74,7 +112,7 @@ class TensorRTBackend(Backend):
     def _prepare_impl(self, model: Network, config: NetConfig) -> Runner:
         import tensorrt as trt
 
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = _logger()
         builder = trt.Builder(logger)
         # Networks are always explicit-batch from TensorRT 10 (the flag is deprecated and ignored there).
         explicit = int(trt.__version__.split(".")[0]) < 10

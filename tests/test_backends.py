@@ -55,3 +55,45 @@ def test_torch_cuda_events_agree_with_torch_benchmark() -> None:
     with torch.inference_mode():
         ref = benchmark.Timer("m(x)", globals={"m": model, "x": x}).blocked_autorange(min_run_time=1).median * 1e3
     assert ours == pytest.approx(ref, rel=0.15)
+
+
+def test_measuring_on_torch_leaves_the_process_thread_count_alone() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = get_backend("torch", "cpu", threads=1)
+        runner = backend.prepare(build(sample(0, 1), TINY))
+        seen = []
+        runner_run = runner.run
+        runner.run = lambda: (seen.append(torch.get_num_threads()), runner_run())
+        measure(runner, FAST)
+        assert set(seen) == {1}  # timed with the protocol's threads...
+        assert torch.get_num_threads() == 2  # ...and the process gets its own back
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_cuda_runner_without_its_own_stream_is_refused() -> None:
+    from latkit.backends.base import clock_for
+
+    class NoStream:
+        device = "cuda"
+
+        def run(self) -> None:
+            pass
+
+    with pytest.raises(LatkitError, match="dedicated stream"):
+        clock_for(NoStream())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [n for n in list_backends() if "cuda" in backend_class(n).devices])
+def test_cuda_runners_time_on_their_own_stream(name: str) -> None:
+    backend = get_backend(name, "cuda")
+    if not backend.availability()[0]:
+        pytest.skip(f"{name} on cuda: {backend.availability()[1]}")
+    runner = backend.prepare(build(sample(0, 1), TINY))
+    assert runner.stream is not None and runner.stream != torch.cuda.default_stream()
+    current = torch.cuda.current_stream()
+    timing = measure(runner, FAST)
+    assert timing.stats.min_ms > 0 and torch.cuda.current_stream() == current

@@ -72,10 +72,25 @@ def test_timing_cache_round_trip(tmp_path, existing: bytes | None) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["timing.cache"]  # no temporary file left behind
 
 
-def test_default_timing_cache_path() -> None:
+def test_timing_cache_is_keyed_by_gpu_tensorrt_and_cuda() -> None:
+    from latkit.backends.trt import TensorRTBackend, timing_cache_name
+
+    names = {timing_cache_name("NVIDIA H100 80GB HBM3", "9.0", "10.7.0", "12.8"),
+             timing_cache_name("NVIDIA H200", "9.0", "10.7.0", "12.8"),
+             timing_cache_name("NVIDIA H100 80GB HBM3", "9.0", "10.8.0", "12.8"),
+             timing_cache_name("NVIDIA H100 80GB HBM3", "9.0", "10.7.0", "13.0")}
+    assert len(names) == 4
+    assert timing_cache_name("NVIDIA H100 80GB HBM3", "9.0", "10.7.0", "12.8") == \
+        "NVIDIA-H100-80GB-HBM3-sm9.0-trt10.7.0-cuda12.8.cache"
+    assert TensorRTBackend(timing_cache="x.cache").timing_cache == Path("x.cache")
+
+
+def test_builder_settings_are_backend_options() -> None:
     from latkit.backends.trt import TensorRTBackend
 
-    assert TensorRTBackend().timing_cache == Path.home() / ".cache" / "latkit" / "tensorrt-timing.cache"
+    assert TensorRTBackend(fp16=True, optimization_level=5).options() == \
+        {"fp16": True, "tf32": True, "optimization_level": 5, "workspace_mib": 1024}
+    assert TensorRTBackend().options() != TensorRTBackend(tf32=False).options()
 
 
 @pytest.mark.tensorrt
