@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from latkit.errors import LatkitError
-from latkit.ops import OPS, FactorizedReduce, ReLUConvBN
+from latkit.ops import OPS, FactorizedReduce, ReLUConvBN, Zero
 from latkit.space import Edge, Genotype
 
 
@@ -46,7 +46,12 @@ def reduction_layers(layers: int) -> tuple[int, int]:
 
 
 class Cell(nn.Module):
-    """One DARTS cell: preprocess both inputs, 4 nodes of 2 ops each, concat of nodes 2..5."""
+    """One DARTS cell: preprocess both inputs, 4 nodes of 2 ops each, concat of nodes 2..5.
+
+    A 'none' edge (the zero op) is not computed: its node is the other edge's output, and a node whose edges are
+    both 'none' is its first edge's ``Zero`` op, zeros of the node's shape. ``nodes`` lists the edges each node
+    evaluates (the ONNX writer reads it too).
+    """
 
     def __init__(self, edges: tuple[Edge, ...], concat: tuple[int, ...], c_pp: int, c_p: int, c: int,
                  reduction: bool, reduction_prev: bool):
@@ -57,13 +62,15 @@ class Cell(nn.Module):
         self.indices = [j for _, j in edges]
         self.concat = list(concat)
         self.ops = nn.ModuleList(OPS[op](c, 2 if reduction and j < 2 else 1, True) for op, j in edges)
+        self.nodes = [[k for k in (a, a + 1) if not isinstance(self.ops[k], Zero)] or [a]
+                      for a in range(0, len(self.ops), 2)]
         self.multiplier = len(concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(len(self.ops) // 2):
-            a, b = 2 * node, 2 * node + 1
-            states.append(self.ops[a](states[self.indices[a]]) + self.ops[b](states[self.indices[b]]))
+        for edges in self.nodes:
+            outs = [self.ops[k](states[self.indices[k]]) for k in edges]
+            states.append(outs[0] + outs[1] if len(outs) == 2 else outs[0])
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 

@@ -124,18 +124,21 @@ def _module(g: _Graph, x: str, m: nn.Module) -> str:
     if isinstance(m, nn.AvgPool2d):
         return g.op("AveragePool", [x], kernel_shape=[m.kernel_size] * 2, strides=[m.stride] * 2,
                     pads=[m.padding] * 4, count_include_pad=int(m.count_include_pad))
-    if isinstance(m, Zero):
-        raise LatkitError("the 'none' op has no place in an exported evaluation network")
+    if isinstance(m, Zero):  # only for a node whose edges are both 'none': zeros of the strided input's shape
+        if m.stride > 1:
+            x = g.op("Slice", [x, g.const(np.array([0, 0], np.int64), "starts"),
+                               g.const(np.array([2**62, 2**62], np.int64), "ends"),
+                               g.const(np.array([2, 3], np.int64), "axes"),
+                               g.const(np.array([m.stride, m.stride], np.int64), "steps")])
+        return g.op("Mul", [x, g.const(np.array(0.0, np.float32), "zero")])
     raise LatkitError(f"the ONNX writer has no converter for {type(m).__name__}")
 
 
 def _cell(g: _Graph, s0: str, s1: str, cell: Cell) -> str:
     states = [_module(g, s0, cell.preprocess0), _module(g, s1, cell.preprocess1)]
-    for node in range(len(cell.ops) // 2):
-        a, b = 2 * node, 2 * node + 1
-        ha = _module(g, states[cell.indices[a]], cell.ops[a])
-        hb = _module(g, states[cell.indices[b]], cell.ops[b])
-        states.append(g.op("Add", [ha, hb]))
+    for edges in cell.nodes:  # a 'none' edge is left out, as in Cell.forward
+        outs = [_module(g, states[cell.indices[k]], cell.ops[k]) for k in edges]
+        states.append(g.op("Add", outs) if len(outs) == 2 else outs[0])
     return g.op("Concat", [states[i] for i in cell.concat], axis=1)
 
 

@@ -52,7 +52,8 @@ class SepConv(nn.Sequential):
 
 
 class Zero(nn.Module):
-    """The 'none' op: zeros of the (strided) input shape. Only the supernet uses it."""
+    """The 'none' op: zeros of the (strided) input shape, no parameters. The supernet mixes it; an evaluation
+    network skips a 'none' edge and runs it only for a node whose two edges are both 'none'."""
 
     def __init__(self, stride: int):
         super().__init__()

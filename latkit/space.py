@@ -2,14 +2,17 @@
 
 A cell has 2 input nodes (0, 1) and 4 intermediate nodes (2..5); intermediate node ``i`` (0-based among the
 four) takes 2 distinct inputs among nodes ``0 .. i+1``, each through one op, and the cell outputs the concat of
-nodes 2..5. A genotype fixes this for a normal and a reduction cell.
+nodes 2..5. A genotype fixes this for a normal and a reduction cell. An edge's op may be 'none', the zero op
+(SNAS's published cells keep it): it has no parameters and no cost, and the node is the other edge's output (zeros
+if both of its edges are 'none').
 
 Encoding layout (``ENCODING_SIZE`` = 2 x 14 x 8 = 224 floats), read by every latency predictor:
 ``[normal cell | reduce cell]``, each cell ``14 edges x 8 ops`` in row-major order. The 14 edges are the DARTS
 supernet's edges in order: node 2 <- inputs 0,1; node 3 <- 0,1,2; node 4 <- 0..3; node 5 <- 0..4 (edge index of
 node ``i`` from input ``j`` is ``i*(i+3)/2 + j``). Ops follow ``PRIMITIVES`` (the op table's order, 'none' first).
-A genotype is one-hot per edge, and an edge the genotype does not use is one-hot on 'none', so every row sums
-to 1 and every node has exactly ``node + 2 - 2`` 'none' edges.
+A genotype is one-hot per edge, and an edge the genotype does not use is one-hot on 'none' (as is a kept 'none'
+edge, which costs nothing), so every row sums to 1; a sampled genotype keeps exactly two inputs per node, so each
+node has the same number of 'none' edges in every row of a latency dataset.
 
 Architecture weights (softmax(alpha), the search's relaxation) are encoded as the *expected* encoding of the
 genotype they describe, not as the raw weights: a genotype keeps exactly two inputs per node, so the count of
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import reprlib
 from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, Iterable, Union
@@ -67,9 +71,9 @@ class Genotype:
             _validate_cell(cell, getattr(self, cell), getattr(self, f"{cell}_concat"))
 
     @classmethod
-    def make(cls, normal: Iterable[Any], reduce: Iterable[Any], normal_concat: Iterable[int] = CONCAT,
-             reduce_concat: Iterable[int] = CONCAT) -> "Genotype":
-        """Build and validate from lists of (op, input) pairs; a malformed pair raises GenotypeError."""
+    def make(cls, normal: Any, reduce: Any, normal_concat: Any = CONCAT,
+             reduce_concat: Any = CONCAT) -> "Genotype":
+        """Build and validate from each cell's edges in any form ``parse`` accepts; bad input is a GenotypeError."""
         return cls(_edges("normal", normal), _concat("normal", normal_concat),
                    _edges("reduce", reduce), _concat("reduce", reduce_concat))
 
@@ -89,77 +93,184 @@ class Genotype:
                 "reduce": [list(e) for e in self.reduce], "reduce_concat": list(self.reduce_concat)}
 
     def to_json(self) -> str:
+        """The JSON form (``to_dict`` compactly serialised)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: Any) -> "Genotype":
+        """Build from the JSON form's data: an object with ``normal``, ``reduce`` and optional concats."""
+        return cls._from_fields(data, "JSON")
+
+    @classmethod
+    def _from_fields(cls, data: Any, form: str) -> "Genotype":
+        """Build from named fields; ``form`` ('JSON' or 'string') names the input in error messages."""
         if not isinstance(data, dict):
-            raise GenotypeError("genotype JSON must be an object with 'normal' and 'reduce'")
-        missing = {"normal", "reduce"} - data.keys()
+            raise GenotypeError(f"genotype {form} must be an object with 'normal' and 'reduce'")
+        unknown = sorted(str(k) for k in data if k not in FIELDS)
+        if unknown:
+            raise GenotypeError(f"genotype {form} has unknown field(s): {_listing(unknown)} "
+                                f"(known: {', '.join(FIELDS)})")
+        missing = [k for k in ("normal", "reduce") if k not in data]
         if missing:
-            raise GenotypeError(f"genotype JSON lacks {', '.join(sorted(missing))}")
+            raise GenotypeError(f"genotype {form} lacks {', '.join(missing)} (given: {_listing(list(data))})")
         return cls.make(data["normal"], data["reduce"], data.get("normal_concat", CONCAT),
                         data.get("reduce_concat", CONCAT))
 
     @classmethod
     def from_json(cls, text: str) -> "Genotype":
+        """Parse the JSON form; malformed or too deeply nested JSON is a GenotypeError."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"genotype is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise GenotypeError(f"genotype JSON is not readable: {exc}") from None
+        except (RecursionError, MemoryError):
+            raise GenotypeError("genotype JSON is nested too deeply") from None
         return cls.from_dict(data)
 
 
+FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+CELL_SHAPE = f"a DARTS cell has {NODES} nodes of 2 inputs = {2 * NODES}"
+
+
+def _show(value: Any) -> str:
+    """A short one-line repr of user input for error messages (bounded depth and length, never recursing deep)."""
+    return reprlib.repr(value)
+
+
+def _listing(names: list[Any]) -> str:
+    """Up to 8 names, each cut to 40 characters, for error messages; 'nothing' if none."""
+    shown = [str(n)[:40] for n in names[:8]]
+    return ", ".join(shown + ["..."] * (len(names) > 8)) or "nothing"
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _edge_form(edge: Any) -> str:
+    """Which form one edge is in: 'pair' (op, input), 'weighted' (op, input, weight), 'node' (op, node, input),
+    or '' if none of them."""
+    if not isinstance(edge, (list, tuple)) or len(edge) not in (2, 3) or not isinstance(edge[0], str) \
+            or not _is_int(edge[1]):
+        return ""
+    if len(edge) == 2:
+        return "pair"
+    return "weighted" if isinstance(edge[2], float) else "node" if _is_int(edge[2]) else ""
+
+
 def _edges(cell: str, edges: Any) -> tuple[Edge, ...]:
-    try:
-        pairs = [tuple(e) for e in edges]
-    except TypeError:
-        raise GenotypeError(f"{cell} cell must be a list of (op, input) pairs") from None
-    for k, pair in enumerate(pairs):
-        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], int) or isinstance(pair[1], bool):
-            raise GenotypeError(f"{cell} edge {k}: expected (op name, input index), got {pair!r}")
-    return tuple((str(op), int(j)) for op, j in pairs)
+    """One cell's edges as ``((op, input), ...)``, converted from any of the forms projects print:
+
+    - ``[(op, input), ...]``, 2 per node in node order: the DARTS authors' form (and latkit's);
+    - ``[[(op, input), (op, input)], ...]``, one list per node: pt.darts (khanrc/pt.darts ``genotypes.py``), MdeNAS
+      (tanglang96/MDENAS ``run_darts_cifar.sh``), AutoDL-Projects (``lib/nas_infer_model/DXYs/genotypes.py``);
+    - ``[(op, input, weight), ...]`` with a float weight, which is dropped: GDAS's original genotypes
+      (D-X-Y/AutoDL-Projects ``others/GDAS/lib/nas/genotypes.py``);
+    - ``[(op, node, input), ...]`` with node in 2..5, in any order: FairDARTS (xiaomi-automl/FairDARTS
+      ``fairdarts/genotypes.py``; its ``DCOCell`` unpacks ``op_names, tos, froms``), regrouped by node.
+    """
+    if not isinstance(edges, (list, tuple)):
+        raise GenotypeError(f"{cell} cell must be a list of (op, input) pairs, got {_show(edges)}")
+    if edges and all(isinstance(n, (list, tuple)) and n and all(isinstance(e, (list, tuple)) for e in n)
+                     for n in edges):  # one list per node
+        sizes = [len(n) for n in edges]
+        if any(size != 2 for size in sizes):
+            raise GenotypeError(f"{cell} cell lists nodes of {_show(sizes)} inputs; {CELL_SHAPE}")
+        edges = [e for n in edges for e in n]
+    forms = [_edge_form(e) for e in edges]
+    for k, form in enumerate(forms):
+        if not form:
+            raise GenotypeError(f"{cell} edge {k}: expected (op name, input index), got {_show(edges[k])}")
+    if len(set(forms)) > 1:
+        raise GenotypeError(f"{cell} cell mixes edge forms: {', '.join(sorted(set(forms)))}")
+    if forms and forms[0] == "node":
+        return _by_node(cell, edges)
+    _check_count(cell, len(edges))
+    return tuple((op, j) for op, j, *_ in edges)
+
+
+def _by_node(cell: str, triples: list[Any]) -> tuple[Edge, ...]:
+    """FairDARTS' ``(op, node, input)`` triples regrouped as 2 ``(op, input)`` pairs per node, in node order."""
+    for k, (_, node, _) in enumerate(triples):
+        if not 2 <= node <= NODES + 1:
+            raise GenotypeError(f"{cell} edge {k}: node {_show(node)} of (op, node, input) is out of range "
+                                f"2..{NODES + 1}")
+    nodes = [[(op, j) for op, n, j in triples if n == node] for node in range(2, NODES + 2)]
+    sizes = [len(n) for n in nodes]
+    if sizes != [2] * NODES:
+        raise GenotypeError(f"{cell} cell's (op, node, input) triples give nodes 2..{NODES + 1} {sizes} inputs; "
+                            f"{CELL_SHAPE}")
+    return tuple(e for n in nodes for e in n)
+
+
+def _check_count(cell: str, n: int) -> None:
+    """A cell must have 8 edges; a wrong count names the likely cause (a supernet edge list, a 5-node cell)."""
+    if n != 2 * NODES:
+        shape = (" (a full supernet edge list: every input of every node)" if n == EDGES_PER_CELL
+                 else f" in {n // 2} nodes" if n % 2 == 0 and n > 2 else "")
+        raise GenotypeError(f"{cell} cell has {n} edges{shape}; {CELL_SHAPE}")
 
 
 def _concat(cell: str, concat: Any) -> tuple[int, ...]:
-    try:
-        return tuple(int(c) for c in concat)
-    except (TypeError, ValueError):
-        raise GenotypeError(f"{cell}_concat must be a list of node indices") from None
+    """A cell's concat as a tuple of node indices, checked without expanding it: a ``range`` is compared as a
+    range and a list of the wrong length is rejected before its items are read."""
+    wrong = f"the DARTS space concatenates nodes {list(CONCAT)}"
+    if isinstance(concat, range):
+        if concat != range(CONCAT[0], CONCAT[-1] + 1):
+            raise GenotypeError(f"{cell}_concat is {concat}; {wrong}")
+        return CONCAT
+    if not isinstance(concat, (list, tuple)):
+        raise GenotypeError(f"{cell}_concat must be a list of node indices, got {_show(concat)}")
+    if len(concat) != len(CONCAT):
+        raise GenotypeError(f"{cell}_concat is a list of {len(concat)} nodes; {wrong}")
+    for c in concat:
+        if not _is_int(c):
+            raise GenotypeError(f"{cell}_concat: node indices must be integers, got {_show(c)}")
+    return tuple(concat)
 
 
 def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) -> None:
-    if len(edges) != 2 * NODES:
-        raise GenotypeError(f"{cell} cell has {len(edges)} edges; a DARTS cell has {NODES} nodes of 2 inputs = 8")
+    """Check one cell against the space: 8 edges, known ops ('none' included), inputs in range and distinct."""
+    _check_count(cell, len(edges))
     for k, (op, j) in enumerate(edges):
         node = k // 2
-        if op == "none":
-            raise GenotypeError(f"{cell} node {node + 2}: op 'none' is not allowed in a genotype")
         if op not in OPS:
-            raise GenotypeError(f"{cell} node {node + 2}: unknown op {op!r} (known: {', '.join(PRIMITIVES[1:])})")
+            raise GenotypeError(f"{cell} node {node + 2}: unknown op {_show(op)} (known: {', '.join(PRIMITIVES)})")
         if not 0 <= j < node + 2:
-            raise GenotypeError(f"{cell} node {node + 2}: input {j} out of range 0..{node + 1}")
+            raise GenotypeError(f"{cell} node {node + 2}: input {_show(j)} out of range 0..{node + 1}")
     for node in range(NODES):
         if edges[2 * node][1] == edges[2 * node + 1][1]:
             raise GenotypeError(f"{cell} node {node + 2}: both edges read input {edges[2 * node][1]}; "
                                 "inputs must be distinct")
-    if tuple(concat) != CONCAT:
-        raise GenotypeError(f"{cell}_concat is {list(concat)}; the DARTS space concatenates nodes [2, 3, 4, 5]")
+    if concat != CONCAT:
+        raise GenotypeError(f"{cell}_concat is {_show(concat)}; the DARTS space concatenates nodes {list(CONCAT)}")
 
 
 def _literal(node: ast.AST, what: str) -> Any:
-    """Evaluate a literal AST node, also accepting ``range(a, b)``; anything else is a GenotypeError."""
+    """Evaluate a literal AST node, also accepting ``range(...)`` of integers (kept a ``range``, never expanded);
+    anything else is a GenotypeError naming the field ``what``."""
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
-            and not node.keywords and 1 <= len(node.args) <= 2):
-        return list(range(*[_literal(a, what) for a in node.args]))
+            and not node.keywords and 1 <= len(node.args) <= 3):
+        args = [_literal(a, what) for a in node.args]
+        if not all(_is_int(a) for a in args) or (len(args) == 3 and args[2] == 0):
+            raise GenotypeError(f"{what}: range() needs integer arguments (and a non-zero step), "
+                                f"got {_show(ast.unparse(node))}")
+        return range(*args)
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError):
-        raise GenotypeError(f"{what}: expected a literal, got {ast.unparse(node)!r}") from None
+        raise GenotypeError(f"{what}: expected a literal, got {_show(ast.unparse(node))}") from None
 
 
 def parse(text: str) -> Genotype:
-    """Parse a genotype from its DARTS string form, its JSON form, or a published name (e.g. ``DARTS_V2``)."""
+    """Parse a genotype from its DARTS string form, its JSON form, or a published name (e.g. ``DARTS_V2``).
+
+    Each cell may be given in any form ``_edges`` lists (plain pairs, one list per node, GDAS's weighted triples,
+    FairDARTS' (op, node, input) triples); an op may be 'none', the zero op of SNAS's published cells.
+    """
     text = text.strip()
     if text in PUBLISHED:
         return PUBLISHED[text]
@@ -168,18 +279,21 @@ def parse(text: str) -> Genotype:
     if not text.startswith("Genotype("):
         names = ", ".join(PUBLISHED)
         raise GenotypeError(f"not a genotype: expected 'Genotype(...)', JSON or a published name ({names})")
+    usage = "genotype string must be Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)"
     try:
         tree = ast.parse(text, mode="eval").body
+        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"
+                and not tree.args and all(kw.arg for kw in tree.keywords)):
+            raise GenotypeError(f"{usage} with keyword arguments")
+        given = [str(kw.arg) for kw in tree.keywords]
+        if len(set(given)) != len(given):
+            raise GenotypeError(f"{usage}, each field once (given: {_listing(given)})")
+        fields = {str(kw.arg): _literal(kw.value, str(kw.arg)) for kw in tree.keywords}
     except SyntaxError as exc:
         raise GenotypeError(f"genotype string is malformed: {exc.msg} at column {exc.offset}") from None
-    if not isinstance(tree, ast.Call) or tree.args:
-        raise GenotypeError("genotype string must be Genotype(normal=..., normal_concat=..., reduce=..., "
-                            "reduce_concat=...) with keyword arguments")
-    fields = {kw.arg: _literal(kw.value, str(kw.arg)) for kw in tree.keywords}
-    unknown = set(fields) - {"normal", "normal_concat", "reduce", "reduce_concat"}
-    if unknown:
-        raise GenotypeError(f"genotype string has unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-    return Genotype.from_dict(fields)
+    except (RecursionError, MemoryError):
+        raise GenotypeError("genotype string is nested too deeply") from None
+    return Genotype._from_fields(fields, "string")
 
 
 PUBLISHED: dict[str, Genotype] = {
@@ -201,6 +315,25 @@ PUBLISHED: dict[str, Genotype] = {
                 ("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
         reduce=[("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2),
                 ("sep_conv_3x3", 0), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)]),
+    # Xie et al., SNAS, mild / moderate / aggressive resource constraint: SNAS_mild, SNAS_moderate and
+    # SNAS_aggressive in SNAS/genotypes.py of the authors' code (SNAS-Series/SNAS-Series). The aggressive cell keeps
+    # 'none' (the zero op) on six reduction edges; two of its reduction nodes are zeros. latkit builds them with the
+    # DARTS op table; SNAS's own operations.py adds a BatchNorm after each pooling op (2 x channels parameters each).
+    "SNAS_MILD": Genotype.make(
+        normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0), ("dil_conv_3x3", 1),
+                ("skip_connect", 0), ("skip_connect", 1), ("skip_connect", 0), ("sep_conv_3x3", 1)],
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("max_pool_3x3", 1), ("skip_connect", 2),
+                ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0), ("dil_conv_5x5", 2)]),
+    "SNAS_MODERATE": Genotype.make(
+        normal=[("dil_conv_5x5", 0), ("skip_connect", 1), ("sep_conv_3x3", 0), ("skip_connect", 1),
+                ("skip_connect", 0), ("skip_connect", 1), ("sep_conv_3x3", 0), ("dil_conv_5x5", 1)],
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_5x5", 0), ("dil_conv_5x5", 1),
+                ("sep_conv_5x5", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 0), ("sep_conv_5x5", 1)]),
+    "SNAS_AGGRESSIVE": Genotype.make(
+        normal=[("sep_conv_5x5", 0), ("skip_connect", 1), ("skip_connect", 0), ("skip_connect", 1),
+                ("dil_conv_5x5", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_5x5", 1)],
+        reduce=[("sep_conv_5x5", 0), ("none", 1), ("sep_conv_5x5", 0), ("none", 1),
+                ("none", 1), ("none", 0), ("none", 1), ("none", 0)]),
 }
 
 

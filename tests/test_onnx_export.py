@@ -8,7 +8,7 @@ import torch
 
 from latkit.network import NetConfig, Network, build
 from latkit.onnx_export import INPUT_NAME, export, to_onnx
-from latkit.space import PUBLISHED, sample
+from latkit.space import PUBLISHED, Genotype, sample
 
 
 def _randomise_batchnorm(model: Network, seed: int) -> None:
@@ -52,6 +52,30 @@ def test_parity_published_default_config(name: str) -> None:
 @pytest.mark.parametrize("index", range(4))
 def test_parity_sampled_default_config(index: int) -> None:
     assert _relative_error(sample(0, index), NetConfig(batch=2), seed=index) <= 1e-4
+
+
+# 'none' edges: a node with one is the other edge's output; a node with two is zeros, in a normal cell (node 3,
+# read again by node 5) and in a reduction cell (node 2, from the strided inputs).
+BOTH_NONE = Genotype.make(
+    normal=[("sep_conv_3x3", 0), ("none", 1), ("none", 0), ("none", 2), ("skip_connect", 1), ("dil_conv_3x3", 3),
+            ("sep_conv_5x5", 3), ("none", 4)],
+    reduce=[("none", 0), ("none", 1), ("max_pool_3x3", 0), ("sep_conv_3x3", 2), ("none", 2), ("skip_connect", 1),
+            ("avg_pool_3x3", 1), ("none", 3)])
+
+
+@pytest.mark.parametrize("genotype", [PUBLISHED["SNAS_AGGRESSIVE"], BOTH_NONE], ids=["snas_aggressive", "both_none"])
+def test_parity_with_none_edges(genotype: Genotype) -> None:
+    config = NetConfig(layers=5, channels=8, resolution=16, batch=2, classes=10)
+    assert _relative_error(genotype, config, seed=3) <= 1e-4
+    assert _relative_error(genotype, NetConfig(batch=2), seed=4) <= 1e-4
+
+
+def test_none_edges_are_left_out_of_the_graph() -> None:
+    kinds = [n.op_type for n in to_onnx(build(PUBLISHED["SNAS_AGGRESSIVE"], NetConfig())).graph.node]
+    # 18 normal cells x 4 nodes of 2 edges; the reduction cells' nodes each have at most one op, so no Add, and
+    # their two all-'none' nodes are a zero (Slice + Mul) each
+    assert kinds.count("Add") == 18 * 4
+    assert kinds.count("Mul") == 2 * 2
 
 
 def test_parity_other_shapes() -> None:
