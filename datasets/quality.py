@@ -1,18 +1,24 @@
 """What a dataset is worth: noise floor, drift, summary, and validation of a file."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latkit.datasets.store import KINDS, STAT_COLUMNS, STATUSES, Dataset, DatasetError, load
+from latkit.datasets.store import (KINDS, STAT_COLUMNS, STATUSES, Dataset, DatasetError, journal_path, load,
+                                   rejected_path)
 from latkit.space import GenotypeError, parse, sample
 
 
 def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | None = None) -> dict[str, float]:
     """MAPE (%) between the first measurement of a sample and its independent re-measurement(s).
 
+    ``mape_pct`` is the pair MAPE, mean |a - b| / a over re-measured pairs: the error of comparing two measurements.
+    ``single_mape_pct`` = pair MAPE / sqrt(2) is the noise of one measurement (the difference of two independent
+    measurements has sqrt(2) times the spread of one, for independent errors): roughly the MAPE against this data
+    of a predictor that knew each architecture's true latency.
     With ``min_cpu_share``, only pairs whose both timed loops got that share of a core count (undisturbed pairs).
     """
     t = ds.table
@@ -29,9 +35,10 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
     errors = [abs(v - first[i]) / first[i] for k, s, i, v in zip(kind, status, index, value)
               if k == "repeat" and s == "ok" and i in first]
     if not errors:
-        return {"pairs": 0, "mape_pct": float("nan"), "p90_ape_pct": float("nan")}
+        return {"pairs": 0, "mape_pct": float("nan"), "single_mape_pct": float("nan"), "p90_ape_pct": float("nan")}
     e = 100 * np.asarray(errors)
-    return {"pairs": len(errors), "mape_pct": float(e.mean()), "p90_ape_pct": float(np.percentile(e, 90))}
+    return {"pairs": len(errors), "mape_pct": float(e.mean()), "single_mape_pct": float(e.mean() / math.sqrt(2)),
+            "p90_ape_pct": float(np.percentile(e, 90))}
 
 
 def drift(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
@@ -48,32 +55,62 @@ def drift(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
 
 
 def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
-    """Rows, failures, latency range, noise floor, drift and fingerprint of a dataset."""
+    """Rows, failures, latency range, noise floor, drift, runs, unreadable journal lines and fingerprint."""
     t = ds.table
     kinds = t.column("kind").to_pylist()
     ok = ds.samples(ok_only=True)
     lat = ok.column(stat).to_numpy()
-    samples = sum(k == "sample" for k in kinds)
+    samples = ds.samples(ok_only=False).num_rows  # sample indices measured, retried ones once
     stages = {c: float(np.median(ok.column(c).to_numpy())) for c in ("build_ms", "prepare_ms", "warmup_ms",
                                                                      "timing_ms")} if ok.num_rows else {}
+    run_rows: dict[str, int] = {}
+    for run_id in t.column("run_id").to_pylist():
+        run_rows[run_id] = run_rows.get(run_id, 0) + 1
     return {
         "path": str(ds.path), "rows": t.num_rows, "samples": samples, "samples_ok": ok.num_rows,
-        "failures": samples - ok.num_rows, "repeats": kinds.count("repeat"), "references": kinds.count("reference"),
+        "failures": samples - ok.num_rows, "superseded": kinds.count("sample") - samples,
+        "repeats": kinds.count("repeat"), "references": kinds.count("reference"),
         "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())}
         if lat.size else {},
         "stat": stat, "noise_floor": noise_floor(ds, stat), "drift": drift(ds, stat), "median_stage_ms": stages,
-        "header": ds.header,
+        "rows_per_run": run_rows, "unreadable_lines": ds.unreadable_lines, "set_aside_lines": ds.set_aside,
+        "warnings": journal_warnings(ds), "header": ds.header,
     }
 
 
+def journal_warnings(ds: Dataset) -> list[str]:
+    """One line for each journal line that could not be read: unreadable lines, a torn last line, lines that
+    compaction set aside in ``FILE.journal.rejected``."""
+    out, jp = [], journal_path(ds.path)
+    if ds.bad_lines:
+        lines = ", ".join(map(str, ds.bad_lines[:5])) + (", ..." if len(ds.bad_lines) > 5 else "")
+        out.append(f"{jp}: {len(ds.bad_lines)} unreadable line(s) (line {lines}); their rows are not in the "
+                   f"dataset, and the next compaction moves them to {rejected_path(ds.path).name}")
+    if ds.torn_line is not None:
+        out.append(f"{jp}: line {ds.torn_line} is a partial last line (a write cut short by a crash: the "
+                   "architecture in flight); the next run cuts it off and measures that architecture again")
+    if ds.set_aside:
+        out.append(f"{rejected_path(ds.path)}: {ds.set_aside} unreadable journal line(s) set aside by compaction; "
+                   "their rows are not in the dataset")
+    return out
+
+
 def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
-    """Load ``path`` and check every invariant of the format; raises DatasetError naming the first fault."""
+    """Load ``path`` and check every invariant of the format; raises DatasetError naming the first fault.
+
+    An unreadable journal line in the middle is a fault; a torn last line (a crash mid-write) and lines set aside by
+    compaction are not (``journal_warnings`` reports them). A sample index may have error rows followed by one ok
+    row (a retried failure), never two ok rows or an error row after its ok row.
+    """
     ds = load(path)
+    if ds.bad_lines:
+        raise DatasetError(f"{journal_path(ds.path)}: line {ds.bad_lines[0]} is not a readable journal record "
+                           f"({len(ds.bad_lines)} unreadable line(s) in all)")
     t = ds.table
     col = {c: t.column(c).to_pylist() for c in ("kind", "status", "seed", "index", "genotype", "backend", "device")}
     stats = {c: t.column(c).to_pylist() for c in STAT_COLUMNS}
     header = ds.header
-    seen: set[tuple[int, int]] = set()
+    sample_status: dict[tuple[int, int], str] = {}
     for r in range(t.num_rows):
         where = f"{path}: row {r}"
         if col["kind"][r] not in KINDS:
@@ -90,9 +127,11 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
                 raise DatasetError(f"{where}: latency statistics are missing or inconsistent")
         if col["kind"][r] == "sample":
             key = (col["seed"][r], col["index"][r])
-            if key in seen:
-                raise DatasetError(f"{where}: sample index {key[1]} (seed {key[0]}) appears twice")
-            seen.add(key)
+            if sample_status.get(key) == "ok":
+                what = ("appears twice (two ok rows)" if col["status"][r] == "ok"
+                        else "has an error row after its ok row")
+                raise DatasetError(f"{where}: sample index {key[1]} (seed {key[0]}) {what}")
+            sample_status[key] = col["status"][r]
             if check_genotypes:
                 try:
                     genotype = parse(col["genotype"][r])
@@ -102,6 +141,13 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
                     raise DatasetError(f"{where}: genotype is not sample(seed={key[0]}, index={key[1]}); "
                                        "the file is corrupt or from another sampler")
     return ds
+
+
+def describe_run(run: dict[str, Any]) -> str:
+    """One line of a run's provenance: host, start time, the CPUs it could run on, threads."""
+    cpus = run.get("cpus")
+    return (f"host {run.get('host', '?')}, started {run.get('started', '?')}, CPUs "
+            f"{','.join(map(str, cpus)) if cpus else 'unknown'}, threads {run.get('protocol', {}).get('threads', '?')}")
 
 
 def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
@@ -130,7 +176,9 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
         f"- network: batch {c['batch']}, input {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} "
         f"cells, {c['channels']} initial channels, {c['classes']} classes; architectures `sample({h['seed']}, i)`",
         f"- protocol: {h['protocol']}",
+        f"- backend options: {h.get('backend_options', {})}",
         f"- environment: {env}",
+        *[f"- run {run_id}: {describe_run(run)}" for run_id, run in ds.runs.items()],
         "",
         "## Quality (statistic: min_ms, the one predictors learn by default)",
         "",
@@ -140,7 +188,9 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
         for share in (None, gate) if gate else (None,):
             nf = noise_floor(ds, stat, share)
             which = "all pairs" if share is None else f"pairs whose both loops got >= {share:.0%} of a core"
-            lines.append(f"- noise floor, {stat}, {which}: MAPE {nf['mape_pct']:.2f}% (p90 {nf['p90_ape_pct']:.2f}%) "
+            lines.append(f"- noise floor, {stat}, {which}: pair MAPE {nf['mape_pct']:.2f}% "
+                         f"(p90 {nf['p90_ape_pct']:.2f}%; two measurements of one architecture), single-measurement "
+                         f"MAPE {nf['single_mape_pct']:.2f}% (pair / sqrt 2: the noise of one measurement) "
                          f"over {nf['pairs']} re-measured architectures")
     if ratio.size and gate:
         lines.append(f"- samples whose timed loop stayed below {gate:.0%} of a core after every attempt (kept in the "
@@ -159,6 +209,7 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
     stages = s["median_stage_ms"]
     if stages:
         lines.append("- median time per architecture: " + ", ".join(f"{k[:-3]} {v:.0f} ms" for k, v in stages.items()))
+    lines += [f"- warning: {w}" for w in journal_warnings(ds)]
     if notes:
         lines += ["", "## Notes", "", notes]
     return "\n".join(lines) + "\n"

@@ -5,12 +5,21 @@ Rows have a ``kind``: ``sample`` (architecture ``index`` of sampling campaign ``
 reference architecture re-timed every K samples: shows drift). Every latency column is in milliseconds;
 ``timing_ms`` and ``timing_cpu_ms`` are the timed loop's wall and thread-CPU time (their ratio shows how much the
 measuring thread was descheduled by other work on the machine); ``attempts`` counts the timed loops run before
-one got enough of a core (see ``MeasureProtocol.min_cpu_share``).
+one got enough of a core (see ``MeasureProtocol.min_cpu_share``). A sample index may have error rows followed by
+one ok row (a retried failure); the ok row supersedes them.
 
-The file's schema metadata (key ``latkit``) holds the header: backend, device, network config, protocol, seed and
-the environment fingerprint. Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines)
-and folded into the Parquet file by an atomic replace every few rows and at the end; a reader sees both, so
-``kill -9`` loses at most the architecture in flight.
+The file's schema metadata (key ``latkit``) holds the header: backend, device, backend options, network config,
+protocol, seed and the environment fingerprint of the campaign, plus ``runs``: for every run that wrote rows (the
+``run_id`` column), its own environment, protocol, CPUs (affinity), host and start time. Files without ``runs`` or
+``backend_options`` (older v1 files) read as having none.
+
+Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines: a ``header`` record, one
+``run`` record per run, then ``row`` records) and folded into the Parquet file by an atomic replace every few rows
+and at the end; a reader sees both, so ``kill -9`` loses at most the architecture in flight. A writer holds
+``FILE.lock`` for its whole run, so a second writer is refused instead of interleaving. A journal line that cannot be
+read is counted (``Dataset.unreadable_lines``), never silently dropped: a partial last line (a write cut short by a
+crash) is cut off when a writer resumes; any other unreadable line is moved by compaction to
+``FILE.journal.rejected``.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from latkit.errors import LatkitError
 
@@ -42,25 +52,66 @@ SCHEMA = pa.schema(
     + [("status", pa.string()), ("error", pa.string()), ("timestamp", pa.string()), ("run_id", pa.string())]
 )
 COLUMNS = tuple(SCHEMA.names)
-# Header keys that must agree for rows to belong in one file; "environment" must agree too unless forced.
-IDENTITY_KEYS = ("backend", "device", "config", "protocol", "seed", "sampler_version")
+# Python types a journal row's values may have, per column (None is always allowed).
+_PY_TYPES = tuple((f.name, (str,) if f.type == pa.string() else (int,) if f.type == pa.int64() else (int, float))
+                  for f in SCHEMA)
+# Header keys that must agree for rows to belong in one file (a key missing from an older file reads as its
+# default); "environment" must agree too unless forced.
+IDENTITY_KEYS = ("backend", "device", "backend_options", "config", "protocol", "seed", "sampler_version")
+IDENTITY_DEFAULTS = {"backend_options": {}}
+# What identifies one row: the same row read twice (from two inputs, or from the file and a stale journal).
+ROW_KEY = ("kind", "seed", "index", "run_id", "timestamp")
 
 
 class DatasetError(LatkitError):
-    """A dataset file that is missing, corrupt, foreign or incompatible."""
+    """A dataset file that is missing, corrupt, foreign, incompatible or being written by another process."""
 
 
 def journal_path(path: Path) -> Path:
     return path.with_name(path.name + ".journal")
 
 
+def rejected_path(path: Path) -> Path:
+    """Where compaction keeps journal lines it could not read."""
+    return path.with_name(path.name + ".journal.rejected")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
 def header_diff(a: dict[str, Any], b: dict[str, Any], with_environment: bool = True) -> list[str]:
     """Header keys whose values differ (environment keys reported one by one)."""
-    keys = [k for k in IDENTITY_KEYS if a.get(k) != b.get(k)]
+    keys = [k for k in IDENTITY_KEYS if a.get(k, IDENTITY_DEFAULTS.get(k)) != b.get(k, IDENTITY_DEFAULTS.get(k))]
     if with_environment:
         env_a, env_b = a.get("environment", {}), b.get("environment", {})
         keys += [f"environment.{k}" for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)]
     return keys
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new or renamed file in ``directory`` survive a power loss (POSIX only)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock(path: Path) -> FileLock:
+    """Take ``path``'s writer lock without waiting; a DatasetError if another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(path)), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(f"{path} is being written by another latkit process; wait for it or use another "
+                           "--out") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot lock {path}: {exc}") from None
+    return lock
 
 
 def _read_parquet(path: Path) -> tuple[dict[str, Any], pa.Table]:
@@ -82,26 +133,99 @@ def _read_parquet(path: Path) -> tuple[dict[str, Any], pa.Table]:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
-    return header, table.select(list(COLUMNS)).cast(SCHEMA)
+    try:
+        return header, table.select(list(COLUMNS)).cast(SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise DatasetError(f"{path}: column(s) of the wrong type ({str(exc).splitlines()[0]})") from None
 
 
-def _read_journal(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Header and rows of a journal; a torn last line (a crash mid-write) is dropped."""
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """The record on one journal line, or None if the line is not a complete, well-typed record."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+    if not isinstance(record, dict) or len(record) != 1 or not isinstance(next(iter(record.values())), dict):
+        return None
+    row = record.get("row")
+    if row is not None and not all(row.get(c) is None or (isinstance(row[c], t) and not isinstance(row[c], bool))
+                                   for c, t in _PY_TYPES):
+        return None
+    run = record.get("run")
+    if run is not None and not isinstance(run.get("run_id"), str):
+        return None
+    return record if {"header", "row", "run"} & record.keys() else None
+
+
+@dataclass
+class _Journal:
+    """What a journal holds: header, rows and run records, and the lines that could not be read."""
+
+    header: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bad: list[tuple[int, bytes]] = field(default_factory=list)  # (line number, raw line) of unreadable full lines
+    torn: tuple[int, bytes] | None = None  # an unreadable last line without a newline: a write cut short
+
+
+def _read_journal(path: Path) -> _Journal:
+    j = _Journal()
     jp = journal_path(path)
     if not jp.exists():
-        return None, []
-    header, rows = None, []
-    with open(jp, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # torn write
-            if "header" in record:
-                header = record["header"]
-            elif "row" in record:
-                rows.append(record["row"])
-    return header, rows
+        return j
+    lines = jp.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, 1):
+        last = number == len(lines)
+        if last and not line:
+            break  # the file ends with a newline
+        record = _parse(line)
+        if record is None:
+            if last:
+                j.torn = (number, line)
+            else:
+                j.bad.append((number, line))
+        elif "header" in record:
+            j.header = record["header"]
+        elif "run" in record:
+            run = dict(record["run"])
+            j.runs.setdefault(run.pop("run_id"), run)
+        else:
+            j.rows.append(record["row"])
+    return j
+
+
+def _end_with_full_line(path: Path) -> int | None:
+    """Make ``path``'s journal end with a complete line before appending to it (else the next record would join
+    a torn one and both be lost): a last line without a newline is completed if it holds a whole record, else cut
+    off; fsync'd. Returns the number of the line cut off, if one was."""
+    jp = journal_path(path)
+    if not jp.exists():
+        return None
+    with open(jp, "r+b") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return None
+        start = data.rfind(b"\n") + 1
+        cut = None
+        if _parse(data[start:]) is not None:
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+            cut = data.count(b"\n") + 1
+        f.flush()
+        os.fsync(f.fileno())
+    return cut
+
+
+def _set_aside(path: Path, journal: _Journal) -> int:
+    """Append the journal's unreadable lines to ``FILE.journal.rejected`` (fsync'd); returns how many."""
+    lines = [raw for _, raw in journal.bad] + ([journal.torn[1]] if journal.torn else [])
+    if lines:
+        with open(rejected_path(path), "ab") as f:
+            f.write(b"".join(raw + b"\n" for raw in lines))
+            f.flush()
+            os.fsync(f.fileno())
+    return len(lines)
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -111,126 +235,260 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 def _dedupe(table: pa.Table) -> pa.Table:
     """Drop exact duplicate rows (a crash between a compaction's replace and its journal reset)."""
     seen, keep = set(), []
-    for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in ("kind", "seed", "index", "run_id",
-                                                                         "timestamp")))):
-        if row not in seen:
-            seen.add(row)
+    for i, key in enumerate(zip(*(table.column(c).to_pylist() for c in ROW_KEY))):
+        if key not in seen:
+            seen.add(key)
             keep.append(i)
     return table.take(keep) if len(keep) < table.num_rows else table
 
 
 @dataclass
 class Dataset:
-    """A loaded dataset: header plus all rows (Parquet and journal)."""
+    """A loaded dataset: header plus all rows (Parquet and journal), and what of the journal could not be read."""
 
     path: Path
     header: dict[str, Any]
     table: pa.Table
+    bad_lines: tuple[int, ...] = ()  # journal line numbers (1-based) holding no readable record
+    torn_line: int | None = None  # a partial last journal line (a write cut short by a crash), if any
+    set_aside: int = 0  # unreadable lines earlier compactions moved to FILE.journal.rejected
+
+    @property
+    def unreadable_lines(self) -> int:
+        """How many journal lines could not be read (a torn last line included)."""
+        return len(self.bad_lines) + (self.torn_line is not None)
+
+    @property
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Provenance of every run that wrote rows: run_id -> environment, protocol, cpus, host, started."""
+        return self.header.get("runs", {})
 
     def column(self, name: str) -> np.ndarray:
         return self.table.column(name).to_numpy(zero_copy_only=False)
 
     def samples(self, ok_only: bool = True) -> pa.Table:
-        """The training rows: kind 'sample' (and status 'ok')."""
-        mask = np.asarray(self.column("kind") == "sample")
+        """The training rows: kind 'sample' and status 'ok'; with ``ok_only=False`` one row per sample index: its
+        ok row if it has one (earlier error rows were superseded by a retry), else its last error row."""
+        kind, status = self.column("kind"), self.column("status")
         if ok_only:
-            mask &= np.asarray(self.column("status") == "ok")
-        return self.table.filter(pa.array(mask))
+            return self.table.filter(pa.array((kind == "sample") & (status == "ok")))
+        chosen: dict[tuple[int, int], int] = {}
+        for i, key in enumerate(zip(self.column("seed").tolist(), self.column("index").tolist())):
+            if kind[i] == "sample" and (key not in chosen or status[chosen[key]] != "ok"):
+                chosen[key] = i
+        return self.table.take(sorted(chosen.values()))
+
+
+def _load(path: Path) -> tuple[Dataset, _Journal]:
+    j = _read_journal(path)
+    if path.exists():
+        header, table = _read_parquet(path)
+        if j.header is not None and header_diff(header, j.header, with_environment=False):
+            raise DatasetError(f"{path}: journal belongs to another campaign "
+                               f"({', '.join(header_diff(header, j.header))})")
+    elif j.header is not None:
+        header, table = j.header, _table([])
+    elif j.rows:
+        raise DatasetError(f"{journal_path(path)}: rows without a header line; cannot tell what they were "
+                           "measured with")
+    else:
+        raise DatasetError(f"{path}: no such dataset")
+    runs = {**j.runs, **header.get("runs", {})}
+    if runs:
+        header = dict(header, runs=runs)
+    if j.rows:
+        table = pa.concat_tables([table, _table(j.rows)])
+    rejected = rejected_path(path)
+    set_aside = rejected.read_bytes().count(b"\n") if rejected.exists() else 0
+    ds = Dataset(path, header, _dedupe(table), tuple(n for n, _ in j.bad), j.torn[0] if j.torn else None, set_aside)
+    return ds, j
 
 
 def load(path: str | Path) -> Dataset:
     """Read a dataset file together with its journal (rows measured since the last compaction)."""
-    path = Path(path)
-    jheader, jrows = _read_journal(path)
-    if path.exists():
-        header, table = _read_parquet(path)
-        if jheader is not None and header_diff(header, jheader, with_environment=False):
-            raise DatasetError(f"{path}: journal belongs to another campaign ({', '.join(header_diff(header, jheader))})")
-    elif jheader is not None:
-        header, table = jheader, _table([])
-    else:
-        raise DatasetError(f"{path}: no such dataset")
-    if jrows:
-        table = pa.concat_tables([table, _table(jrows)])
-    return Dataset(path, header, _dedupe(table))
+    return _load(Path(path))[0]
 
 
 def write(path: str | Path, header: dict[str, Any], table: pa.Table) -> None:
-    """Atomically (re)write a dataset file: temp file, fsync, rename."""
+    """Atomically (re)write a dataset file: temp file, fsync, rename, fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     schema = SCHEMA.with_metadata({META_KEY: json.dumps(header, sort_keys=True).encode()})
-    pq.write_table(table.cast(SCHEMA).replace_schema_metadata(schema.metadata), tmp, compression="zstd")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table.cast(SCHEMA).replace_schema_metadata(schema.metadata), tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
 
 
 @dataclass
 class Writer:
-    """Appends rows crash-safely; ``compact`` folds the journal into the Parquet file."""
+    """Appends rows crash-safely; ``compact`` folds the journal into the Parquet file; ``close`` compacts and
+    releases the file's lock. ``run`` (this run's provenance, id ``run_id``) is recorded before its first row."""
 
     path: Path
     header: dict[str, Any]
     compact_every: int = 50
+    lock: FileLock | None = None
+    run_id: str | None = None
+    run: dict[str, Any] | None = None
+    dropped_line: int | None = None  # a torn last journal line cut off when this writer opened the file
+    set_aside: int = 0  # unreadable journal lines this writer's compactions moved to FILE.journal.rejected
     _pending: int = field(default=0, init=False)
+    _started: bool = field(default=False, init=False)  # has written to the current journal
 
     def append(self, row: dict[str, Any]) -> None:
         jp = journal_path(self.path)
         new = not jp.exists()
+        records: list[dict[str, Any]] = []
+        if not self._started:
+            if new or _read_journal(self.path).header is None:
+                records.append({"header": self.header})
+            if self.run is not None and self.run_id not in self.header.get("runs", {}):
+                records.append({"run": {"run_id": self.run_id, **self.run}})
+                self.header = dict(self.header, runs={**self.header.get("runs", {}), self.run_id: self.run})
+        records.append({"row": row})
         with open(jp, "a", encoding="utf-8") as f:
-            if new:
-                f.write(json.dumps({"header": self.header}) + "\n")
-            f.write(json.dumps({"row": row}, allow_nan=True) + "\n")
+            f.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
             f.flush()
             os.fsync(f.fileno())
+        if new:
+            _fsync_dir(jp.parent)
+        self._started = True
         self._pending += 1
         if self._pending >= self.compact_every:
             self.compact()
 
     def compact(self) -> None:
+        """Fold the journal into the Parquet file; its unreadable lines are kept in ``FILE.journal.rejected``."""
         jp = journal_path(self.path)
         if not jp.exists():
             return
-        ds = load(self.path)
-        write(self.path, ds.header if self.path.exists() else self.header, ds.table)
+        ds, journal = _load(self.path)
+        self.set_aside += _set_aside(self.path, journal)
+        write(self.path, ds.header, ds.table)
         jp.unlink()
         self._pending = 0
+        self._started = False
+
+    def close(self) -> None:
+        """Compact, then release the lock (also when compaction fails)."""
+        try:
+            self.compact()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def open_writer(path: str | Path, header: dict[str, Any], force: bool = False) -> tuple[Writer, Dataset | None]:
-    """A writer for ``path``; if it exists, check it belongs to the same campaign and return what it holds."""
+def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, run_id: str | None = None,
+                run: dict[str, Any] | None = None) -> tuple[Writer, Dataset | None]:
+    """A writer for ``path`` holding its lock (a second writer gets a DatasetError); if ``path`` exists, check it
+    belongs to the same campaign (``force`` relaxes only the environment) and return what it holds."""
     path = Path(path)
-    if not path.exists() and not journal_path(path).exists():
-        return Writer(path, header), None
-    existing = load(path)
-    diff = header_diff(existing.header, header, with_environment=not force)
-    if diff:
-        hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force continues anyway)"
-        raise DatasetError(f"{path} was measured with a different {', '.join(diff)}; use another --out{hint}")
-    return Writer(path, existing.header), existing
+    lock = _lock(path)
+    try:
+        existing = None
+        journal = _read_journal(path)
+        if path.exists() or journal.header is not None or journal.rows:
+            existing = load(path)
+            diff = header_diff(existing.header, header, with_environment=not force)
+            if diff:
+                hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force continues anyway)"
+                raise DatasetError(f"{path} was measured with a different {', '.join(diff)}; use another --out{hint}")
+            header = existing.header
+        dropped = _end_with_full_line(path)
+    except BaseException:
+        lock.release()
+        raise
+    return Writer(path, header, lock=lock, run_id=run_id, run=run, dropped_line=dropped), existing
 
 
-def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> tuple[int, int]:
-    """Join shards into ``out``; refuses different headers unless ``force``. Returns (rows, duplicates dropped)."""
-    datasets = [load(p) for p in paths]
-    if not datasets:
-        raise DatasetError("nothing to merge")
-    first = datasets[0]
-    for ds in datasets[1:]:
-        diff = header_diff(first.header, ds.header, with_environment=True)
-        if diff and not force:
-            raise DatasetError(f"{ds.path} differs from {first.path} in {', '.join(diff)} (--force merges anyway)")
-    table = pa.concat_tables([ds.table for ds in datasets])
-    seen: set[tuple[int, int]] = set()
-    keep = []
-    for i, (kind, seed, index) in enumerate(zip(*(table.column(c).to_pylist() for c in ("kind", "seed", "index")))):
-        if kind == "sample":
-            if (seed, index) in seen:
+@dataclass(frozen=True)
+class MergeResult:
+    """What ``merge`` did."""
+
+    rows: int  # rows written
+    duplicates: int  # rows dropped because the same row (kind, seed, index, run_id, timestamp) was already in
+    superseded: int  # error sample rows dropped because their (seed, index) has an ok row
+    conflicts: int  # ok sample rows dropped because an earlier input already had an ok row for their (seed, index)
+    max_conflict_pct: float  # the largest |min_ms - kept min_ms| / kept min_ms among conflicts, in % (0 if none)
+    runs: int  # runs with recorded provenance in the output
+    unreadable: int  # unreadable journal lines in the inputs (not merged; the inputs keep them)
+
+
+def _merge_rows(table: pa.Table) -> tuple[list[int], dict[str, Any]]:
+    """Rows to keep: the first of exact duplicates; per (seed, index) the first ok sample row, which supersedes
+    its error rows wherever they are; error rows of samples without an ok row."""
+    kind, seed, index, status, min_ms = (table.column(c).to_pylist() for c in ("kind", "seed", "index", "status",
+                                                                                 "min_ms"))
+    seen: set[tuple[Any, ...]] = set()
+    ok_row: dict[tuple[int, int], int] = {}
+    candidates: list[int] = []
+    counts: dict[str, Any] = {"duplicates": 0, "superseded": 0, "conflicts": 0, "max_conflict_pct": 0.0}
+    for i, row_key in enumerate(zip(*(table.column(c).to_pylist() for c in ROW_KEY))):
+        if row_key in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(row_key)
+        key = (seed[i], index[i])
+        if kind[i] == "sample" and status[i] == "ok":
+            if key in ok_row:
+                counts["conflicts"] += 1
+                kept = min_ms[ok_row[key]]
+                if kept and min_ms[i] is not None:
+                    counts["max_conflict_pct"] = max(counts["max_conflict_pct"], 100 * abs(min_ms[i] - kept) / kept)
                 continue
-            seen.add((seed, index))
-        keep.append(i)
-    header = dict(first.header, merged_from=[ds.path.name for ds in datasets])
-    write(out, header, table.take(keep))
-    return len(keep), table.num_rows - len(keep)
+            ok_row[key] = i
+        candidates.append(i)
+    keep = [i for i in candidates if not (kind[i] == "sample" and status[i] != "ok" and (seed[i], index[i]) in ok_row)]
+    counts["superseded"] = len(candidates) - len(keep)
+    return keep, counts
+
+
+def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> MergeResult:
+    """Join shards into ``out`` (locked while written). Headers must agree; ``force`` relaxes only the environment.
+    ``out`` may be one of the inputs, but an existing ``out`` that is not is refused (it would be overwritten)."""
+    paths, out = [Path(p) for p in paths], Path(out)
+    if not paths:
+        raise DatasetError("nothing to merge")
+    lock = _lock(out)
+    try:
+        inputs = {p.resolve() for p in paths}
+        if (out.exists() or journal_path(out).exists()) and out.resolve() not in inputs:
+            raise DatasetError(f"{out} already exists and is not an input; merge into a new file or list it as an "
+                               "input")
+        loaded = [_load(p) for p in paths]
+        first = loaded[0][0]
+        for ds, _ in loaded[1:]:
+            diff = header_diff(first.header, ds.header, with_environment=not force)
+            if diff:
+                hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force merges anyway)"
+                raise DatasetError(f"{ds.path} differs from {first.path} in {', '.join(diff)}{hint}")
+        table = pa.concat_tables([ds.table for ds, _ in loaded])
+        keep, counts = _merge_rows(table)
+        runs: dict[str, dict[str, Any]] = {}
+        for ds, _ in loaded:
+            for run_id, run in ds.runs.items():
+                runs.setdefault(run_id, run)
+        header = dict(first.header, merged_from=[p.name for p in paths])
+        if runs:
+            header["runs"] = runs
+        write(out, header, table.take(keep))
+        for p, (_, journal) in zip(paths, loaded):
+            if p.resolve() == out.resolve() and journal_path(out).exists():  # its rows are in the new file now
+                _set_aside(out, journal)
+                journal_path(out).unlink()
+    finally:
+        lock.release()
+    return MergeResult(rows=len(keep), runs=len(runs), unreadable=sum(ds.unreadable_lines for ds, _ in loaded),
+                       **counts)

@@ -2,21 +2,43 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import socket
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from latkit.backends.base import Backend, MeasureProtocol, Timing, measure
-from latkit.datasets.store import STAGE_COLUMNS, STAT_COLUMNS, FORMAT, FORMAT_VERSION, open_writer
+from latkit.datasets.store import STAGE_COLUMNS, STAT_COLUMNS, FORMAT, FORMAT_VERSION, Dataset, open_writer
 from latkit.env import fingerprint
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, build
 from latkit.space import ENCODING_VERSION, PUBLISHED, SAMPLER_VERSION, Genotype, sample
 
 REFERENCE = "DARTS_V2"
+
+# Exceptions that mean a bug in latkit or a backend adapter, not a property of the architecture measured: raised
+# while building, preparing or timing one, they stop the campaign (MeasurementBug) instead of becoming error rows
+# (which would fill the dataset with the same bug, once per architecture). LookupError covers KeyError and IndexError.
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (TypeError, NameError, AttributeError, AssertionError, ImportError,
+                                                   LookupError, NotImplementedError)
+
+
+class MeasurementBug(LatkitError):
+    """A programming error (one of ``PROGRAMMING_ERRORS``) while measuring an architecture: the run stops."""
+
+    @classmethod
+    def of(cls, backend: Backend, what: str, exc: BaseException) -> "MeasurementBug":
+        """One line: backend, what was measured, the exception's type and message, its innermost file:line."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        message = " ".join(str(exc).split())[:300]
+        return cls(f"{backend.name}/{backend.device}, {what}: {type(exc).__name__}: {message}{where}; a programming "
+                   "error, not a property of the architecture: the run stops (rows already written are kept)")
 
 
 @dataclass(frozen=True)
@@ -47,17 +69,26 @@ def campaign_header(backend: Backend, config: NetConfig, protocol: MeasureProtoc
     env["threads"] = protocol.threads
     return {"format": FORMAT, "version": FORMAT_VERSION, "backend": backend.name, "device": backend.device,
             "device_name": backend.device_name(), "config": config.to_dict(), "protocol": protocol.to_dict(),
-            "seed": seed, "sampler_version": SAMPLER_VERSION, "encoding_version": ENCODING_VERSION,
-            "reference": REFERENCE, "environment": env}
+            "backend_options": backend.options(), "seed": seed, "sampler_version": SAMPLER_VERSION,
+            "encoding_version": ENCODING_VERSION, "reference": REFERENCE, "environment": env}
+
+
+def run_provenance(environment: dict[str, Any], protocol: MeasureProtocol) -> dict[str, Any]:
+    """What one run of a campaign was measured with: environment, protocol, the CPUs this process may run on
+    (``os.sched_getaffinity``, None where unknown), host and start time (UTC)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"environment": environment, "protocol": protocol.to_dict(), "cpus": cpus, "host": socket.gethostname(),
+            "started": _now()}
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, protocol: MeasureProtocol
-                  ) -> dict[str, Any]:
-    """Build, prepare and time one architecture; returns the row's measurement columns (status 'error' on failure)."""
+def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, protocol: MeasureProtocol,
+                  what: str = "architecture") -> dict[str, Any]:
+    """Build, prepare and time one architecture; returns the row's measurement columns (status 'error' on failure).
+    A programming error raises ``MeasurementBug`` naming ``what`` (e.g. "sample 12")."""
     row: dict[str, Any] = {c: None for c in STAT_COLUMNS + STAGE_COLUMNS}
     t0 = time.perf_counter_ns()
     try:
@@ -68,6 +99,8 @@ def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, proto
         timing = measure(runner, protocol)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except PROGRAMMING_ERRORS as exc:
+        raise MeasurementBug.of(backend, what, exc) from exc
     except Exception as exc:  # recorded, the campaign goes on
         row.update(status="error", error=f"{type(exc).__name__}: {exc}"[:500], n=0,
                    build_ms=(time.perf_counter_ns() - t0) / 1e6)
@@ -91,57 +124,106 @@ class CampaignResult:
     failures: int
     skipped: int
     seconds: float
+    retried: int = 0  # indices measured again because their only rows were errors (retry_errors)
+    dropped_line: int | None = None  # a torn last journal line (a crash mid-write) cut off before appending
+    set_aside: int = 0  # unreadable journal lines compaction moved to FILE.journal.rejected
+
+
+class TooManyFailures(LatkitError):
+    """``max_consecutive_failures`` architectures in a row failed: the backend, not the architectures, is broken."""
+
+
+def _indices(ds: Dataset | None, ok_only: bool) -> set[int]:
+    """Sample indices ``ds`` holds a row for (only ok rows with ``ok_only``)."""
+    return set() if ds is None else set(ds.samples(ok_only=ok_only).column("index").to_pylist())
 
 
 def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol, *, seed: int, count: int,
                  out: str | Path, shard: Shard = Shard(), force: bool = False, reference_every: int = 100,
-                 repeat_every: int = 20, progress: Progress | None = None) -> CampaignResult:
-    """Measure sample indices ``0..count-1`` of ``shard`` that ``out`` does not hold yet."""
+                 repeat_every: int = 20, retry_errors: bool = False, max_consecutive_failures: int = 10,
+                 progress: Progress | None = None) -> CampaignResult:
+    """Measure sample indices ``0..count-1`` of ``shard`` that ``out`` does not hold yet (with ``retry_errors``,
+    also those it holds only error rows for). Stops with ``TooManyFailures`` after ``max_consecutive_failures``
+    failed architectures in a row (0: never), and with ``MeasurementBug`` on a programming error; ``out`` keeps
+    every row written and is locked against other writers throughout."""
+    if max_consecutive_failures < 0:
+        raise LatkitError(f"max_consecutive_failures must be >= 0, got {max_consecutive_failures}")
     backend.check_available()
     header = campaign_header(backend, config, protocol, seed)
-    writer, existing = open_writer(out, header, force=force)
-    done: set[int] = set()
-    if existing is not None:
-        t = existing.table
-        done = {i for k, i in zip(t.column("kind").to_pylist(), t.column("index").to_pylist()) if k == "sample"}
-    todo = [i for i in range(count) if i in shard and i not in done]
-    skipped = len(done)
     run_id = uuid.uuid4().hex[:12]
-    base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,
-            **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
-    reference = backend.prepare(build(PUBLISHED[REFERENCE], config)) if todo and reference_every > 0 else None
-
-    def time_reference() -> None:
-        row = dict(base, kind="reference", index=-1, genotype=str(PUBLISHED[REFERENCE]), timestamp=_now())
-        timing = measure(reference, protocol)
-        row.update(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
-        writer.append(row)
-
-    failures, start = 0, time.perf_counter()
+    writer, existing = open_writer(out, header, force=force, run_id=run_id,
+                                   run=run_provenance(header["environment"], protocol))
+    failures, streak, start = 0, 0, time.perf_counter()
     try:
+        done = _indices(existing, ok_only=retry_errors)
+        attempted = _indices(existing, ok_only=False)
+        wanted = [i for i in range(count) if i in shard]
+        todo = [i for i in wanted if i not in done]
+        skipped, retried = len(wanted) - len(todo), sum(i in attempted for i in todo)
+        base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,
+                **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
+        reference = _prepare_reference(backend, config) if todo and reference_every > 0 else None
+
+        def time_reference() -> None:
+            row = dict(base, kind="reference", index=-1, genotype=str(PUBLISHED[REFERENCE]), timestamp=_now())
+            try:
+                timing = measure(reference, protocol)
+            except Exception as exc:
+                raise _reference_error(backend, exc) from exc
+            row.update(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
+            writer.append(row)
+
+        def append(row: dict[str, Any]) -> None:
+            """Write a sample or repeat row; stop after too many failures in a row."""
+            nonlocal streak
+            writer.append(row)
+            streak = 0 if row["status"] == "ok" else streak + 1
+            if max_consecutive_failures and streak >= max_consecutive_failures:
+                raise TooManyFailures(f"stopped after {streak} consecutive failures on {backend.name}/{backend.device} "
+                                      f"(last: {' '.join(row['error'].split())}); {out} keeps every row written, "
+                                      "rerun to resume "
+                                      "(--retry-errors measures the failed ones again)")
+
         if reference is not None:
             time_reference()
         for pos, index in enumerate(todo):
             genotype = sample(seed, index)
             row = dict(base, kind="sample", index=index, genotype=str(genotype), timestamp=_now())
-            row.update(time_genotype(backend, genotype, config, protocol))
-            writer.append(row)
+            row.update(time_genotype(backend, genotype, config, protocol, what=f"sample {index}"))
             failures += row["status"] != "ok"
             done.add(index)
+            append(row)
             if repeat_every > 0 and (pos + 1) % repeat_every == 0:
                 # an earlier sample picked at random, often measured long ago: the noise floor then includes
                 # slow changes of the machine, not only run-to-run jitter
                 again = random.Random(f"{seed}:{index}").choice(sorted(done))
                 g = sample(seed, again)
-                writer.append(dict(base, kind="repeat", index=again, genotype=str(g), timestamp=_now(),
-                                   **time_genotype(backend, g, config, protocol)))
+                append(dict(base, kind="repeat", index=again, genotype=str(g), timestamp=_now(),
+                            **time_genotype(backend, g, config, protocol, what=f"repeat of sample {again}")))
             if reference is not None and (pos + 1) % reference_every == 0:
                 time_reference()
             if progress:
                 progress(pos + 1, len(todo), failures)
     finally:
-        writer.compact()
-    return CampaignResult(len(todo), failures, skipped, time.perf_counter() - start)
+        writer.close()
+    return CampaignResult(len(todo), failures, skipped, time.perf_counter() - start, retried, writer.dropped_line,
+                          writer.set_aside)
+
+
+def _prepare_reference(backend: Backend, config: NetConfig) -> Any:
+    """The reference architecture, prepared once for the drift timings."""
+    try:
+        return backend.prepare(build(PUBLISHED[REFERENCE], config))
+    except Exception as exc:
+        raise _reference_error(backend, exc) from exc
+
+
+def _reference_error(backend: Backend, exc: Exception) -> LatkitError:
+    """Why the reference architecture stops the campaign: a programming error, or the backend cannot run it."""
+    if isinstance(exc, PROGRAMMING_ERRORS):
+        return MeasurementBug.of(backend, f"reference {REFERENCE}", exc)
+    return LatkitError(f"{backend.name}/{backend.device} cannot run the reference {REFERENCE}: {type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:300]} (--reference-every 0 measures without it)")
 
 
 def default_dataset_name(backend: str, device: str, config: NetConfig) -> str:

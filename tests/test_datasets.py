@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from latkit.datasets.quality import drift, noise_floor, summary, validate
-from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, journal_path, load, merge, open_writer)
+from latkit.cli import main
+from latkit.datasets import shipped, store
+from latkit.datasets.quality import drift, journal_warnings, noise_floor, summary, validate
+from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, header_diff, journal_path, load, merge,
+                                   open_writer, rejected_path, write)
 from latkit.space import sample
 
 HEADER = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "fake", "device": "cpu",
@@ -17,7 +21,8 @@ HEADER = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "fake", "devic
           "environment": {"cpu": "X"}}
 
 
-def row(index: int, median: float, kind: str = "sample", status: str = "ok", seed: int = 0) -> dict:
+def row(index: int, median: float, kind: str = "sample", status: str = "ok", seed: int = 0,
+        run_id: str = "r") -> dict:
     g = str(sample(seed, max(index, 0)))
     stats = {"median_ms": median, "mean_ms": median, "std_ms": 0.0, "min_ms": median * 0.9, "p10_ms": median * 0.95,
              "p90_ms": median * 1.1, "iqm_ms": median}
@@ -26,7 +31,7 @@ def row(index: int, median: float, kind: str = "sample", status: str = "ok", see
     return {"kind": kind, "seed": seed, "index": index, "genotype": g, "backend": "fake", "device": "cpu", "batch": 1,
             "resolution": 32, "channels": 36, "layers": 20, **stats, "n": 3, "status": status,
             "error": "" if status == "ok" else "RuntimeError: boom", "timestamp": f"t{index}{kind}",
-            "run_id": "r"}
+            "run_id": run_id}
 
 
 def test_append_load_compact(tmp_path: Path) -> None:
@@ -49,7 +54,13 @@ def test_torn_journal_line_is_dropped(tmp_path: Path) -> None:
     writer.append(row(0, 1.0))
     with open(journal_path(path), "a") as f:
         f.write('{"row": {"kind": "sam')  # a crash mid-write
-    assert load(path).table.num_rows == 1
+    ds = load(path)
+    assert ds.table.num_rows == 1
+    assert (ds.torn_line, ds.bad_lines, ds.unreadable_lines) == (3, (), 1)  # counted, not silently dropped
+    validate(path)  # a torn tail is what kill -9 leaves: a warning, not a fault
+    assert journal_warnings(ds) == [f"{journal_path(path)}: line 3 is a partial last line (a write cut short by a "
+                                    "crash: the architecture in flight); the next run cuts it off and measures that "
+                                    "architecture again"]
 
 
 def test_compaction_crash_leaves_no_duplicates(tmp_path: Path) -> None:
@@ -66,6 +77,7 @@ def test_resume_refuses_another_campaign(tmp_path: Path) -> None:
     path = tmp_path / "d.parquet"
     writer, _ = open_writer(path, HEADER)
     writer.append(row(0, 1.0))
+    writer.close()  # a writer holds the file's lock until it closes
     with pytest.raises(DatasetError, match="different protocol"):
         open_writer(path, dict(HEADER, protocol={"repeats": 5}))
     other_env = dict(HEADER, environment={"cpu": "Y"})
@@ -79,20 +91,21 @@ def _dataset(path: Path, rows: list[dict], header: dict = HEADER) -> Path:
     writer, _ = open_writer(path, header)
     for r in rows:
         writer.append(r)
-    writer.compact()
+    writer.close()
     return path
 
 
 def test_merge_shards(tmp_path: Path) -> None:
     a = _dataset(tmp_path / "a.parquet", [row(0, 1.0), row(2, 3.0)])
     b = _dataset(tmp_path / "b.parquet", [row(1, 2.0), row(2, 3.5)])
-    rows, dropped = merge([a, b], tmp_path / "m.parquet")
-    assert (rows, dropped) == (3, 1)
+    result = merge([a, b], tmp_path / "m.parquet")
+    assert (result.rows, result.duplicates) == (3, 1)
     assert sorted(load(tmp_path / "m.parquet").table.column("index").to_pylist()) == [0, 1, 2]
     c = _dataset(tmp_path / "c.parquet", [row(3, 1.0)], dict(HEADER, environment={"cpu": "Y"}))
     with pytest.raises(DatasetError, match="environment.cpu"):
         merge([a, c], tmp_path / "m2.parquet")
-    assert merge([a, c], tmp_path / "m2.parquet", force=True) == (3, 0)
+    result = merge([a, c], tmp_path / "m2.parquet", force=True)
+    assert (result.rows, result.duplicates) == (3, 0)
 
 
 def test_quality_figures_by_hand(tmp_path: Path) -> None:
@@ -104,6 +117,7 @@ def test_quality_figures_by_hand(tmp_path: Path) -> None:
     ds = load(_dataset(tmp_path / "q.parquet", rows))
     nf = noise_floor(ds)
     assert nf["pairs"] == 2 and nf["mape_pct"] == pytest.approx(7.5)  # (10% + 5%) / 2
+    assert nf["single_mape_pct"] == pytest.approx(7.5 / math.sqrt(2))  # one measurement's noise
     d = drift(ds)
     assert d["timings"] == 3 and d["median_ms"] == 4.0 and d["max_dev_pct"] == pytest.approx(10.0)
     s = summary(ds)
@@ -135,3 +149,239 @@ def test_validate_rejects_corrupt_and_foreign_files(tmp_path: Path) -> None:
         validate(_dataset(tmp_path / "inc.parquet", [inconsistent]))
     meta = json.loads(pq.read_schema(tmp_path / "t.parquet").metadata[b"latkit"])
     assert meta["backend"] == "fake"
+
+
+def _crash(writer: store.Writer) -> None:
+    """What kill -9 leaves of a writer: its journal as written, no compaction, the lock gone with the process."""
+    writer.lock.release()
+
+
+def _record(r: dict) -> bytes:
+    return (json.dumps({"row": r}) + "\n").encode()
+
+
+def test_torn_write_then_appends_keep_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    with open(journal_path(path), "ab") as f:
+        f.write(_record(row(1, 2.0))[:40])  # the crash cut this write short
+    _crash(writer)
+    writer, existing = open_writer(path, HEADER)
+    writer.append(row(1, 2.0))  # the architecture in flight, measured again
+    writer.append(row(2, 3.0))
+    ds = load(path)
+    assert ds.table.column("index").to_pylist() == [0, 1, 2] and ds.unreadable_lines == 0
+    assert existing.torn_line == 3 and writer.dropped_line == 3  # reported, not silently dropped
+    writer.close()
+    assert load(path).table.column("index").to_pylist() == [0, 1, 2]
+    validate(path)
+
+
+def test_whole_last_record_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    with open(journal_path(path), "ab") as f:
+        f.write(_record(row(1, 2.0))[:-1])  # cut just before its newline: the record itself is whole
+    _crash(writer)
+    writer, _ = open_writer(path, HEADER)
+    assert writer.dropped_line is None
+    writer.append(row(2, 3.0))
+    writer.close()
+    assert load(path).table.column("index").to_pylist() == [0, 1, 2]
+
+
+def test_torn_header_line_starts_the_campaign_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    journal_path(path).write_text('{"header": {"format": "latkit')
+    with pytest.raises(DatasetError, match="no such dataset"):
+        load(path)
+    writer, existing = open_writer(path, HEADER)
+    assert existing is None
+    writer.append(row(0, 1.0))
+    assert load(path).header == HEADER
+    writer.close()
+    assert load(path).table.column("index").to_pylist() == [0]
+
+
+def test_unreadable_middle_lines_are_counted_and_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    garbage = [b"\x00\x00garbage", _record(dict(row(5, 1.0), index="five"))[:-1]]  # not JSON; a mistyped row
+    with open(journal_path(path), "ab") as f:
+        f.write(b"".join(line + b"\n" for line in garbage))
+    writer.append(row(1, 2.0))
+    ds = load(path)
+    assert ds.table.column("index").to_pylist() == [0, 1]
+    assert (ds.bad_lines, ds.torn_line, ds.unreadable_lines) == ((3, 4), None, 2)
+    assert "2 unreadable line(s) (line 3, 4)" in journal_warnings(ds)[0]
+    with pytest.raises(DatasetError, match=r"d.parquet.journal: line 3 is not a readable journal record \(2 "):
+        validate(path)
+    assert main(["dataset", "validate", str(path)]) == 2
+    assert "line 3" in capsys.readouterr().err
+    assert main(["dataset", "info", str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["unreadable_lines"] == 2
+    assert captured.err.startswith("latkit: warning: ") and "2 unreadable line(s) (line 3, 4)" in captured.err
+    writer.close()  # compaction keeps the unreadable lines beside the file, byte for byte
+    assert writer.set_aside == 2
+    assert rejected_path(path).read_bytes() == b"".join(line + b"\n" for line in garbage)
+    ds = validate(path)
+    assert ds.table.column("index").to_pylist() == [0, 1] and ds.set_aside == 2 and ds.unreadable_lines == 0
+    assert main(["dataset", "validate", str(path)]) == 0
+    assert "2 unreadable journal line(s) set aside" in capsys.readouterr().err
+
+
+def test_a_second_writer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    first, _ = open_writer(path, HEADER)
+    first.append(row(0, 1.0))
+    with pytest.raises(DatasetError, match="d.parquet is being written by another latkit process; wait for it or "
+                                           "use another --out"):
+        open_writer(path, HEADER)
+    with pytest.raises(DatasetError, match="being written by another latkit process"):
+        merge([_dataset(tmp_path / "a.parquet", [row(1, 1.0)])], path)
+    first.append(row(1, 2.0))
+    first.close()
+    second, existing = open_writer(path, HEADER)  # the lock goes with the writer
+    assert existing.table.column("index").to_pylist() == [0, 1]
+    second.close()
+
+
+def test_writes_are_durable_in_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(store, "_fsync_dir", synced.append)
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    assert synced == [tmp_path]  # the new journal's directory entry
+    writer.append(row(1, 1.0))
+    assert synced == [tmp_path]
+    writer.close()
+    assert synced == [tmp_path, tmp_path]  # the atomic replace
+
+
+def test_backend_options_are_part_of_the_identity(tmp_path: Path) -> None:
+    legacy = _dataset(tmp_path / "v1.parquet", [row(0, 1.0)])  # as shipped: no backend_options, no runs
+    assert "backend_options" not in load(legacy).header and load(legacy).runs == {}
+    writer, existing = open_writer(legacy, dict(HEADER, backend_options={}))  # missing reads as {}
+    writer.close()
+    fp16 = dict(HEADER, backend_options={"precision": "fp16"})
+    for force in (False, True):
+        with pytest.raises(DatasetError, match=r"different backend_options; use another --out$"):
+            open_writer(legacy, fp16, force=force)
+    other = _dataset(tmp_path / "fp16.parquet", [row(1, 1.0)], fp16)
+    with pytest.raises(DatasetError, match=r"in backend_options$"):
+        merge([legacy, other], tmp_path / "m.parquet", force=True)
+
+
+def test_shipped_v1_datasets_still_read() -> None:
+    for path in shipped():
+        ds = load(path)
+        assert ds.header["version"] == 1 and ds.runs == {} and ds.unreadable_lines == 0
+        assert header_diff(ds.header, dict(ds.header, backend_options={})) == []
+
+
+def test_merge_ok_row_wins_over_error_row_in_either_order(tmp_path: Path) -> None:
+    failed = _dataset(tmp_path / "failed.parquet", [row(0, 0.0, status="error", run_id="a"), row(1, 2.0, run_id="a")])
+    ok = _dataset(tmp_path / "ok.parquet", [row(0, 1.0, run_id="b")])
+    for order in ([failed, ok], [ok, failed]):
+        out = tmp_path / f"m_{order[0].stem}.parquet"
+        result = merge(order, out)
+        assert (result.rows, result.superseded, result.duplicates, result.conflicts) == (2, 1, 0, 0)
+        ds = validate(out)
+        assert sorted(zip(ds.table.column("index").to_pylist(), ds.table.column("status").to_pylist())) == \
+            [(0, "ok"), (1, "ok")]
+    only_failed = merge([failed, failed], tmp_path / "f.parquet")  # no ok row: the error row stays, once
+    assert (only_failed.rows, only_failed.duplicates, only_failed.superseded) == (2, 2, 0)
+
+
+def test_merge_reports_conflicting_ok_rows_and_keeps_the_first(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    a = _dataset(tmp_path / "a.parquet", [row(0, 1.0, run_id="a"), row(1, 2.0, run_id="a")])
+    b = _dataset(tmp_path / "b.parquet", [row(0, 1.1, run_id="b"), row(1, 2.1, run_id="b"), row(2, 3.0, run_id="b")])
+    result = merge([a, b], tmp_path / "m.parquet")
+    assert (result.rows, result.conflicts, result.duplicates) == (3, 2, 0)
+    assert result.max_conflict_pct == pytest.approx(10.0)  # min_ms 0.99 vs 0.9
+    ds = validate(tmp_path / "m.parquet")
+    assert ds.table.column("run_id").to_pylist() == ["a", "a", "b"]
+    assert main(["dataset", "merge", str(b), str(a), "--out", str(tmp_path / "m2.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "3 rows from 2 files" in out and "2 conflicting ok rows dropped" in out
+    assert "largest min_ms difference 9.09%" in out  # the first input's (b's) rows kept
+    assert load(tmp_path / "m2.parquet").table.column("run_id").to_pylist() == ["b", "b", "b"]
+
+
+def test_force_relaxes_only_the_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _dataset(tmp_path / "a.parquet", [row(0, 1.0)])
+    for change in ({"protocol": {"repeats": 5}}, {"seed": 1}, {"device": "cuda"}, {"sampler_version": 2},
+                   {"config": {"batch": 2}}):
+        b = _dataset(tmp_path / f"b{next(iter(change))}.parquet", [row(1, 1.0)], dict(HEADER, **change))
+        key = next(iter(change))
+        with pytest.raises(DatasetError, match=f"in {key}$"):
+            merge([a, b], tmp_path / "m.parquet", force=True)
+        with pytest.raises(DatasetError, match=f"different {key}; use another --out$"):
+            open_writer(a, dict(HEADER, **change), force=True)
+    assert main(["dataset", "merge", str(a), str(tmp_path / "bprotocol.parquet"), "--out",
+                 str(tmp_path / "m.parquet"), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from" in err and "in protocol" in err and "--force" not in err
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_merge_never_overwrites_a_dataset_that_is_not_an_input(tmp_path: Path) -> None:
+    a = _dataset(tmp_path / "a.parquet", [row(0, 1.0)])
+    b = _dataset(tmp_path / "b.parquet", [row(1, 1.0)])
+    with pytest.raises(DatasetError, match="b.parquet already exists and is not an input"):
+        merge([a], b)
+    assert load(b).table.column("index").to_pylist() == [1]
+    writer, _ = open_writer(b, HEADER)
+    writer.append(row(2, 1.0))  # b has a journal too: merging into b folds it
+    _crash(writer)
+    assert merge([b, a], b).rows == 3
+    assert not journal_path(b).exists()
+    assert sorted(load(b).table.column("index").to_pylist()) == [0, 1, 2]
+
+
+def test_runs_keep_their_provenance_through_resume_and_merge(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    run = {"environment": {"cpu": "X"}, "protocol": {"repeats": 3}, "cpus": [0], "host": "h", "started": "t"}
+    writer, _ = open_writer(path, HEADER, run_id="a", run=run)
+    writer.append(row(0, 1.0, run_id="a"))
+    writer.close()
+    other_env = dict(HEADER, environment={"cpu": "Y"})
+    run_b = dict(run, environment={"cpu": "Y"}, cpus=[1])
+    writer, _ = open_writer(path, other_env, force=True, run_id="b", run=run_b)
+    writer.append(row(1, 1.0, run_id="b"))
+    assert load(path).runs == {"a": run, "b": run_b}  # from the Parquet header and the journal's run record
+    writer.close()
+    ds = load(path)
+    assert ds.runs == {"a": run, "b": run_b} and ds.header["environment"] == {"cpu": "X"}
+    writer, _ = open_writer(tmp_path / "c.parquet", HEADER, run_id="c", run=dict(run, host="other"))
+    writer.compact_every = 1  # the run is recorded once, before its first row, and survives compactions
+    writer.append(row(2, 1.0, run_id="c"))
+    writer.append(row(3, 1.0, run_id="c"))
+    writer.close()
+    assert journal_path(tmp_path / "c.parquet").exists() is False
+    merged = tmp_path / "m.parquet"
+    assert merge([path, tmp_path / "c.parquet"], merged, force=True).runs == 3
+    assert load(merged).runs == {"a": run, "b": run_b, "c": dict(run, host="other")}
+
+
+def test_validate_allows_error_rows_before_one_ok_row(tmp_path: Path) -> None:
+    retried = [row(0, 0.0, status="error", run_id="a"), row(0, 0.0, status="error", run_id="b"),
+               row(0, 1.0, run_id="c"), row(1, 0.0, status="error")]
+    ds = validate(_dataset(tmp_path / "r.parquet", retried))
+    assert ds.samples().column("index").to_pylist() == [0]
+    latest = ds.samples(ok_only=False)
+    assert list(zip(latest.column("index").to_pylist(), latest.column("run_id").to_pylist())) == [(0, "c"), (1, "r")]
+    s = summary(ds)
+    assert (s["samples"], s["samples_ok"], s["failures"], s["superseded"]) == (2, 1, 1, 2)
+    late_error = [row(0, 1.0, run_id="a"), row(0, 0.0, status="error", run_id="b")]
+    with pytest.raises(DatasetError, match="row 1: sample index 0 \\(seed 0\\) has an error row after its ok row"):
+        validate(_dataset(tmp_path / "late.parquet", late_error))
+    two_ok = [row(0, 0.0, status="error", run_id="a"), row(0, 1.0, run_id="b"), row(0, 1.0, run_id="c")]
+    with pytest.raises(DatasetError, match="row 2: sample index 0 \\(seed 0\\) appears twice \\(two ok rows\\)"):
+        validate(_dataset(tmp_path / "two.parquet", two_ok))

@@ -1,6 +1,7 @@
 """Measurement campaigns: resume, shards, recorded failures, and a real kill -9 in the middle of a run."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +12,10 @@ import pytest
 
 from latkit.backends.base import Backend, MeasureProtocol
 from latkit.cli import main
-from latkit.datasets.quality import validate
-from latkit.datasets.store import journal_path, load
+from latkit.datasets.quality import summary, validate
+from latkit.datasets.store import journal_path, load, merge, open_writer
 from latkit.errors import LatkitError
-from latkit.measure import Shard, run_campaign
+from latkit.measure import MeasurementBug, Shard, TooManyFailures, run_campaign
 from latkit.network import NetConfig, Network
 from latkit.space import sample
 
@@ -138,3 +139,170 @@ def test_kill_9_loses_at_most_the_architecture_in_flight(tmp_path: Path) -> None
     subprocess.run(cmd, check=True, capture_output=True)
     assert _indices(out) == list(range(count))  # exactly the missing ones were measured: no gaps, no duplicates
     validate(out)
+
+
+class FixedBackend(FakeBackend):
+    """The fake runtime after its max-pool bug was fixed: every architecture works."""
+
+    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+        return _Runner()
+
+
+class BrokenBackend(FakeBackend):
+    """Every architecture fails, as on a backend whose device was lost."""
+
+    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+        raise RuntimeError("device lost")
+
+
+class _RaisingRunner(_Runner):
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def run(self) -> None:
+        raise self.exc
+
+
+class BuggyBackend(FakeBackend):
+    """Raises ``exc`` for the ``nth`` architecture prepared (0-based), in ``prepare`` or in the timed ``run``."""
+
+    def __init__(self, exc: Exception, nth: int, stage: str) -> None:
+        super().__init__()
+        self.exc, self.nth, self.stage, self.prepared = exc, nth, stage, 0
+
+    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+        self.prepared += 1
+        if self.prepared - 1 != self.nth:
+            return _Runner()
+        if self.stage == "prepare":
+            raise self.exc
+        return _RaisingRunner(self.exc)
+
+
+def _statuses(path: Path) -> list[tuple[int, str]]:
+    t = load(path).table
+    return [(i, s) for k, i, s in zip(t.column("kind").to_pylist(), t.column("index").to_pylist(),
+                                      t.column("status").to_pylist()) if k == "sample"]
+
+
+def test_retry_errors_measures_failed_indices_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fake.parquet"
+    first = run_campaign(FakeBackend(), TINY, FAST, seed=0, count=12, out=out, repeat_every=0, reference_every=0)
+    failed = sorted(i for i, s in _statuses(out) if s == "error")
+    assert first.failures == len(failed) > 0
+    plain = run_campaign(FixedBackend(), TINY, FAST, seed=0, count=12, out=out, repeat_every=0, reference_every=0)
+    assert (plain.measured, plain.skipped) == (0, 12)  # without --retry-errors a failed index stays done
+    again = run_campaign(FixedBackend(), TINY, FAST, seed=0, count=12, out=out, repeat_every=0, reference_every=0,
+                         retry_errors=True)
+    assert (again.measured, again.retried, again.failures, again.skipped) == (len(failed), len(failed), 0,
+                                                                               12 - len(failed))
+    rows = _statuses(out)
+    assert [i for i, s in rows if s == "error"] == failed  # the error rows stay in the append-only file
+    assert sorted(i for i, s in rows if s == "ok") == list(range(12))
+    ds = validate(out)
+    assert ds.samples().num_rows == 12
+    s = summary(ds)
+    assert (s["samples"], s["failures"], s["superseded"]) == (12, 0, len(failed))
+    done = run_campaign(FixedBackend(), TINY, FAST, seed=0, count=12, out=out, retry_errors=True)
+    assert done.measured == 0  # an ok row is never measured again
+    assert main(["dataset", "info", str(out)]) == 0
+    assert f"{len(failed)} error rows superseded by a retry" in capsys.readouterr().out
+
+
+def test_campaign_stops_after_consecutive_failures(tmp_path: Path) -> None:
+    out = tmp_path / "broken.parquet"
+    with pytest.raises(TooManyFailures, match=r"stopped after 3 consecutive failures on fake/cpu \(last: "
+                                              r"RuntimeError: device lost\)"):
+        run_campaign(BrokenBackend(), TINY, FAST, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
+                     max_consecutive_failures=3)
+    assert _statuses(out) == [(0, "error"), (1, "error"), (2, "error")]  # kept, and compacted
+    assert not journal_path(out).exists()
+    never = run_campaign(BrokenBackend(), TINY, FAST, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
+                         max_consecutive_failures=0)
+    assert (never.measured, never.failures) == (7, 7)
+    assert len(_statuses(out)) == 10
+
+
+def test_failures_between_successes_do_not_stop_the_campaign(tmp_path: Path) -> None:
+    out = tmp_path / "fake.parquet"
+    result = run_campaign(FakeBackend(), TINY, FAST, seed=0, count=40, out=out, repeat_every=0, reference_every=0,
+                          max_consecutive_failures=2)
+    statuses = [s for _, s in _statuses(out)]
+    assert result.measured == 40 and "error" in statuses
+    assert not any(a == b == "error" for a, b in zip(statuses, statuses[1:])), "seed 0 must have no 2 failures in a row"
+
+
+@pytest.mark.parametrize("exc, stage", [(TypeError("unsupported operand"), "prepare"),
+                                        (AttributeError("'NoneType' object has no attribute 'run'"), "run"),
+                                        (KeyError("conv_7x7"), "prepare")])
+def test_programming_error_stops_the_run_and_keeps_rows(tmp_path: Path, exc: Exception, stage: str) -> None:
+    out = tmp_path / "bug.parquet"
+    with pytest.raises(MeasurementBug) as info:
+        run_campaign(BuggyBackend(exc, 3, stage), TINY, FAST, seed=0, count=10, out=out, repeat_every=0,
+                     reference_every=0, max_consecutive_failures=0)
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, LatkitError)
+    assert message.startswith(f"fake/cpu, sample 3: {type(exc).__name__}: {' '.join(str(exc).split())} at ")
+    assert f"{Path(__file__).name}:" in message  # the innermost frame: where the bug is
+    assert [i for i, _ in _statuses(out)] == [0, 1, 2]  # no error row for the bug, every finished row kept
+    assert not journal_path(out).exists()
+    validate(out)
+
+
+def test_reference_failure_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(LatkitError, match="fake/cpu cannot run the reference DARTS_V2: RuntimeError: device lost"):
+        run_campaign(BrokenBackend(), TINY, FAST, seed=0, count=2, out=tmp_path / "r.parquet")
+    with pytest.raises(MeasurementBug, match="fake/cpu, reference DARTS_V2: TypeError"):
+        run_campaign(BuggyBackend(TypeError("x"), 0, "run"), TINY, FAST, seed=0, count=2, out=tmp_path / "r.parquet")
+
+
+def test_runs_keep_their_provenance_through_resume_and_merge(tmp_path: Path) -> None:
+    out = tmp_path / "fake.parquet"
+    run_campaign(FakeBackend(), TINY, FAST, seed=1, count=3, out=out, repeat_every=0, reference_every=0)
+    run_campaign(FakeBackend(), TINY, FAST, seed=1, count=6, out=out, repeat_every=0, reference_every=0)
+    ds = load(out)
+    run_ids = set(ds.table.column("run_id").to_pylist())
+    assert len(run_ids) == 2 and set(ds.runs) == run_ids
+    for run in ds.runs.values():
+        assert set(run) == {"environment", "protocol", "cpus", "host", "started"}
+        assert run["environment"] == ds.header["environment"] and run["protocol"] == FAST.to_dict()
+        assert run["cpus"] == sorted(os.sched_getaffinity(0)) and run["host"]
+    assert ds.header["backend_options"] == {}
+    shard = tmp_path / "more.parquet"
+    run_campaign(FakeBackend(), TINY, FAST, seed=1, count=9, out=shard, shard=Shard(3, 3), repeat_every=0,
+                 reference_every=0)
+    merged = tmp_path / "all.parquet"
+    assert merge([out, shard], merged).runs == 3
+    assert load(merged).runs == {**ds.runs, **load(shard).runs}
+
+
+def test_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    assert main(["measure", "--backend", "torch", "--count", "2", *TINY_ARGS, "--out", str(out)]) == 0
+    cmd = [sys.executable, "-m", "latkit", "measure", "--backend", "torch", "--count", "4", *TINY_ARGS,
+           "--out", str(out)]
+    writer, existing = open_writer(out, load(out).header)  # this process is measuring into it
+    assert existing is not None
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"latkit: error: {out} is being written by another latkit process; wait for it or use "
+                           "another --out\n")
+    assert _indices(out) == [0, 1]  # the first writer's rows are intact
+    writer.close()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    assert _indices(out) == [0, 1, 2, 3]
+    validate(out)
+
+
+def test_measure_cli_fault_flags_and_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["measure", "--backend", "torch", "--count", "1", "--max-failures", "-1"]) == 2
+    assert "--max-failures" in capsys.readouterr().err
+    out = tmp_path / "t.parquet"
+    args = ["measure", "--backend", "torch", *TINY_ARGS, "--retry-errors", "--max-failures", "0", "--out", str(out)]
+    assert main([*args, "--count", "1"]) == 0
+    journal_path(out).write_text('{"row": {"kind": "sam')  # what a crash mid-write leaves
+    assert main([*args, "--count", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "measured 1 architectures" in captured.out
+    assert captured.err.startswith("latkit: warning: cut off a partial last line (1)")
+    assert _indices(out) == [0, 1]
