@@ -16,12 +16,12 @@ import numpy as np
 from latkit.cli import main as cli_main
 from latkit.datasets.store import load
 from latkit.predictors import make_predictor, metrics
-from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, holdout
+from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, split
 
 
 def tune(path: str) -> None:
-    x, y, index = dataset_xy(load(path), DEFAULT_STAT)
-    train = ~holdout(index)
+    x, y, index, clean = dataset_xy(load(path), DEFAULT_STAT)
+    train, _ = split(index, clean)
     x, y, index = x[train], y[train], index[train]
     val = index % 4 == 3  # a quarter of the training rows, disjoint from the test split
     print(f"{path}: {int((~val).sum())} fitting rows, {int(val.sum())} validation rows ({DEFAULT_STAT})\n")

@@ -56,6 +56,8 @@ def drift(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
 
 def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
     """Rows, failures, latency range, noise floor, drift, runs, unreadable journal lines and fingerprint."""
+    if stat not in STAT_COLUMNS:
+        raise DatasetError(f"unknown statistic {stat!r} (known: {', '.join(STAT_COLUMNS)})")
     t = ds.table
     kinds = t.column("kind").to_pylist()
     ok = ds.samples(ok_only=True)

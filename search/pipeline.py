@@ -32,19 +32,30 @@ def measure_ms(backend_name: str, device: str, genotype: Genotype, config: NetCo
     return {"min_ms": row["min_ms"], "median_ms": row["median_ms"]}
 
 
+def check_target(target: str, device: str) -> None:
+    """Fail now, not after an hour of searching, when the target backend cannot measure here."""
+    get_backend(target, device).check_available()
+
+
+def _write_result(out: Path, result: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
 def finish_search(result: dict[str, Any], target: str, device: str, predictor: Any, measure: bool,
                   out: Path) -> dict[str, Any]:
-    """Add measured latency (found genotype and DARTS_V2 as reference) and parameters; write result.json."""
+    """Add parameters and write result.json; then measure (found genotype and DARTS_V2 as reference) and
+    write it again, so a failed or interrupted measurement never loses the search's result."""
     genotype = parse(result["genotype"])
     config = deployment_config(predictor)
-    result.update(target=target, device=device, deployment_config=config.to_dict(),
+    result.update(target=target, target_device=device, deployment_config=config.to_dict(),
                   params=count_params(build(genotype, config)))
+    _write_result(out, result)
     if measure:
         result["measured"] = measure_ms(target, device, genotype, config)
         result["reference"] = {"name": "DARTS_V2", "measured": measure_ms(target, device, PUBLISHED["DARTS_V2"], config),
                                "predicted_ms": float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0])}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        _write_result(out, result)
     return result
 
 
@@ -59,7 +70,7 @@ def genotype_from(spec: str) -> Genotype:
     return parse(spec)
 
 
-def available_cpu_backends() -> list[tuple[str, str]]:
+def available_backends() -> list[tuple[str, str]]:
     """(backend, device) pairs usable here, for the cross-backend matrix."""
     pairs = []
     for name in list_backends():
@@ -67,6 +78,73 @@ def available_cpu_backends() -> list[tuple[str, str]]:
             if get_backend(name, device).availability()[0]:
                 pairs.append((name, device))
     return pairs
+
+
+def _shape(config: NetConfig | dict[str, Any]) -> str:
+    c = config.to_dict() if isinstance(config, NetConfig) else config
+    return (f"{c['layers']} cells x {c['channels']} channels, batch {c['batch']}, "
+            f"{c['in_channels']}x{c['resolution']}x{c['resolution']}")
+
+
+def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: Any, lambdas: list[float],
+              form: str, search: dict[str, Any], train: dict[str, Any], log: Log) -> dict[str, Any]:
+    """A search per lambda, each genotype (and DARTS_V2) trained and measured on every backend available here.
+
+    ``search`` holds ``run_search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
+    ``train_genotype`` (epochs, layers, channels, batch_size, device). Accuracy is that of the network trained
+    here (``train``'s shape); latency is that of the deployment network the predictor was fitted on: the two
+    are written side by side in the table and the JSON, each with its shape. Returns the sweep document.
+    """
+    from latkit.search.searcher import run_search
+    from latkit.search.train import train_genotype
+
+    check_target(target, target_device)
+    out = Path(out)
+    config = deployment_config(predictor)
+    candidates: list[tuple[str, Genotype]] = [("DARTS_V2", PUBLISHED["DARTS_V2"])]
+    for lam in lambdas:
+        sub = out / f"lambda_{lam:g}"
+        log(f"== search, lambda {lam:g} -> {sub}")
+        result = run_search(sub, predictor=predictor, lam=lam, form=form, log=log, **search)
+        result.update(lam=lam, form=form, predictor=predictor.kind)
+        finish_search(result, target, target_device, predictor, False, sub)
+        candidates.append((f"lambda={lam:g}", parse(result["genotype"])))
+    backends = available_backends()
+    rows = []
+    trained_config: dict[str, Any] = {}
+    for name, genotype in candidates:
+        log(f"== train {name} for {train['epochs']} epochs, measure on {len(backends)} backends")
+        trained = train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
+                                 resolution=search.get("resolution"), limit=search.get("limit"),
+                                 seed=search.get("seed", 0), **train)
+        trained_config = dict(trained["config"], data=search["data"], epochs=train["epochs"])
+        latencies = {f"{b}/{d}": measure_ms(b, d, genotype, config)["min_ms"] for b, d in backends}
+        rows.append({"name": name, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
+                     "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
+                     "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies})
+        log(f"{name}: accuracy {100 * trained['test_accuracy']:.2f}%, {target} {rows[-1]['measured_ms']:.3f} ms")
+    doc = {"target": f"{target}/{target_device}", "form": form, "trained_config": trained_config,
+           "deployment_config": config.to_dict(), "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(sweep_table(doc))
+    (out / "sweep.json").write_text(json.dumps(doc, indent=2) + "\n")
+    pareto_plot(rows, out / "pareto.png", target)
+    return doc
+
+
+def sweep_table(doc: dict[str, Any]) -> str:
+    """The sweep as Markdown: which network the accuracy and the latencies belong to, then one row per genotype."""
+    t = doc["trained_config"]
+    cols = list(doc["rows"][0]["latency_ms"]) if doc["rows"] else []
+    text = (f"Accuracy: the network trained here ({_shape(t)}; {t['data']}, {t['epochs']} epochs). "
+            f"Latency: the deployment network ({_shape(doc['deployment_config'])}), min ms of latkit's "
+            f"measurement protocol.\n\n"
+            "| architecture | test acc % (trained net) | predicted ms | "
+            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " |\n" + "|---" * (3 + len(cols)) + "|\n")
+    for r in doc["rows"]:
+        text += (f"| {r['name']} | {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
+                 + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols) + " |\n")
+    return text
 
 
 def pareto_plot(rows: list[dict[str, Any]], path: Path, target: str) -> Path:

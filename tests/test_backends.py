@@ -97,3 +97,10 @@ def test_cuda_runners_time_on_their_own_stream(name: str) -> None:
     current = torch.cuda.current_stream()
     timing = measure(runner, FAST)
     assert timing.stats.min_ms > 0 and torch.cuda.current_stream() == current
+
+
+@pytest.mark.parametrize("field, value", [("warmup_ms", float("inf")), ("warmup_ms", float("nan")),
+                                          ("min_cpu_share", float("nan")), ("threads", 0)])
+def test_a_protocol_that_cannot_finish_is_refused(field: str, value: float) -> None:
+    with pytest.raises(LatkitError, match="invalid protocol"):
+        MeasureProtocol(**{field: value})

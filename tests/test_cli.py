@@ -44,7 +44,26 @@ def test_export(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     (["space", "show", "NOPE"], "not a genotype"),
     (["space", "show", "Genotype(normal=[('x', 0)]"], "malformed"),
     (["export", "DARTS_V2", "--out", "x.onnx", "--resolution", "30"], "multiple of 4"),
-    (["space", "sample", "--count", "-1"], "--count must be >= 0"),
+    (["space", "sample", "--count", "-1"], "--count: must be >= 0"),
+    (["fit", "--dataset", "d.parquet", "--out", "p", "--stat", "p99_ms"], "invalid choice: 'p99_ms'"),
+    (["bench", "predictors", "--stat", "p99_ms"], "invalid choice: 'p99_ms'"),
+    (["dataset", "info", "d.parquet", "--stat", "p99_ms"], "invalid choice: 'p99_ms'"),
+    (["fit", "--dataset", "d.parquet", "--out", "p", "--train-size", "0"], "--train-size: must be >= 1"),
+    (["search", "--target", "onnxruntime", "--lambda", "nan"], "--lambda: must be finite"),
+    (["search", "--target", "onnxruntime", "--lambda", "-1"], "--lambda: must be >= 0"),
+    (["search", "--target", "onnxruntime", "--target-ms", "inf"], "--target-ms: must be finite"),
+    (["search", "--target", "onnxruntime", "--target-ms", "0"], "--target-ms: must be > 0"),
+    (["sweep", "--target", "onnxruntime", "--lambdas", "0,nan"], "--lambdas must be finite"),
+    (["search", "--target", "onnxruntime", "--threads", "0"], "--threads: must be >= 1"),
+    (["train", "DARTS_V2", "--threads", "0"], "--threads: must be >= 1"),
+    (["measure", "--backend", "torch", "--count", "1", "--warmup-ms", "inf"], "--warmup-ms: must be finite"),
+    (["export", "DARTS_V2", "--out", "/proc/latkit-cannot-write/x.onnx"], "/proc/latkit-cannot-write: "),
+    (["measure", "--backend", "torch", "--count", "1", "--out", "/proc/latkit-cannot-write/d.parquet"],
+     "/proc/latkit-cannot-write"),
+    (["measure", "--backend", "torch", "--count", "1", "--threads", "0"], "--threads: must be >= 1"),
+    (["bench", "predictors", "--sizes", "10,x"], "--sizes must be comma-separated"),
+    (["bench", "predictors", "--models", "mlp,svm"], "unknown predictor(s) svm"),
+    (["predict", "--predictor", "onnxruntime", "--backend", "torch", "DARTS_V2"], "not torch/cpu"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], fault: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -56,3 +75,22 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], fault: str, capsys: pytes
 def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert main(["space", "sample", "--count", "many"]) == 2
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where a directory is expected: NotADirectoryError, an OSError
+    assert main(["export", "DARTS_V2", "--out", str(blocker / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"latkit: error: {blocker}: ")
+
+
+def test_backends_prints_the_real_install_command(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here: its row shows versions, not the install command")
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row: no wrapped cells
+    assert main(["backends"]) == 0
+    assert "pip install 'latkit[tensorrt]'" in capsys.readouterr().out

@@ -385,3 +385,9 @@ def test_validate_allows_error_rows_before_one_ok_row(tmp_path: Path) -> None:
     two_ok = [row(0, 0.0, status="error", run_id="a"), row(0, 1.0, run_id="b"), row(0, 1.0, run_id="c")]
     with pytest.raises(DatasetError, match="row 2: sample index 0 \\(seed 0\\) appears twice \\(two ok rows\\)"):
         validate(_dataset(tmp_path / "two.parquet", two_ok))
+
+
+def test_summary_of_an_unknown_statistic_is_a_dataset_error(tmp_path: Path) -> None:
+    ds = load(_dataset(tmp_path / "s.parquet", [row(0, 1.0)]))
+    with pytest.raises(DatasetError, match="unknown statistic 'p99_ms'"):
+        summary(ds, stat="p99_ms")

@@ -75,10 +75,14 @@ def test_xgboost_is_not_differentiable() -> None:
         make_predictor("xgboost").torch_ms(torch.zeros(ENCODING_SIZE))
 
 
-def test_other_backend_warns(dataset: Path) -> None:
+def test_other_backend_is_refused_unless_forced(dataset: Path) -> None:
     predictor, _ = fit_dataset(dataset, "additive")
-    with pytest.warns(UserWarning, match="fitted on onnxruntime/cpu latencies, not torch/cpu"):
-        predictor.check_target("torch", "cpu")
+    predictor.check_target("onnxruntime", "cpu")
+    for backend, device in (("torch", "cpu"), ("onnxruntime", "cuda")):
+        with pytest.raises(PredictorError, match=f"fitted on onnxruntime/cpu latencies, not {backend}/{device}"):
+            predictor.check_target(backend, device)
+        with pytest.warns(UserWarning, match=f"fitted on onnxruntime/cpu latencies, not {backend}/{device}"):
+            predictor.check_target(backend, device, force=True)
 
 
 def test_load_errors(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from latkit.errors import LatkitError
+from latkit.network import NetConfig, Network, count_params
 from latkit.search.architect import Architect
 from latkit.search.data import _SafeUnpickler, load_data, split_half
 from latkit.search.penalty import LatencyPenalty
@@ -213,8 +214,68 @@ def test_penalty_gradient_flows_into_alphas(form: str, kwargs: dict) -> None:
 
 # --- architect ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("order", [1, 2])
-def test_architect_step_penalises_expensive_op(order: int) -> None:
+def _exact_unrolled_grads(model: SuperNet, penalty: LatencyPenalty, x, y, xv, yv, eta: float, momentum: float,
+                          weight_decay: float, w_opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """d/d alpha of L_val(w'(alpha), alpha), w' = w - eta (momentum buffer + dL_train/dw + wd w), by an exact
+    double backward through the virtual step (torch.func.functional_call)."""
+    from torch.func import functional_call
+
+    names = [n for n, p in model.named_parameters() if not n.startswith("alphas_")]
+    weights = [p for n, p in model.named_parameters() if not n.startswith("alphas_")]
+    alphas = model.arch_parameters()
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights, create_graph=True)
+    unrolled = {}
+    for name, w, g in zip(names, weights, grads):
+        buf = w_opt.state.get(w, {}).get("momentum_buffer")
+        moment = torch.zeros_like(w) if buf is None else buf * momentum
+        unrolled[name] = w - eta * (moment + g + weight_decay * w)
+    unrolled.update(alphas_normal=model.alphas_normal, alphas_reduce=model.alphas_reduce)
+    loss = penalty(F.cross_entropy(functional_call(model, unrolled, (xv,)), yv), model.arch_weights())[0]
+    return list(torch.autograd.grad(loss, alphas))
+
+
+class _SmoothReLU(torch.nn.SiLU):
+    """ReLU's smooth stand-in, so that a finite-difference Hessian-vector product has a limit to converge to."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+
+def test_second_order_gradient_matches_an_exact_double_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ReLU networks are piecewise linear: a finite difference across a kink is not a derivative (here DARTS'
+    # radius 0.01 is off by 3x, and ReLU at 1e-6 still crosses kinks). On a smooth supernet in float64 with a
+    # small radius, the architect's finite-difference gradient must converge to the exact one.
+    monkeypatch.setattr(torch.nn, "ReLU", _SmoothReLU)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        penalty = LatencyPenalty(LinearStandIn(), 0.1)  # small: the cross-entropy's second-order term must show
+        model = SuperNet(**TINY)
+        objective = lambda net, x, y: penalty(F.cross_entropy(net(x), y), net.arch_weights())[0]  # noqa: E731
+        architect = Architect(model, objective, network_momentum=0.9, network_weight_decay=3e-4, r=1e-6)
+        w_opt = torch.optim.SGD(model.weights(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+        xv, yv = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+        # a real weight step first, so the momentum buffers the virtual step reads are non-zero
+        F.cross_entropy(model(x), y).backward()
+        w_opt.step()
+        eta = 0.5  # a large virtual step makes the implicit (second-order) part of the gradient large
+        exact = _exact_unrolled_grads(model, penalty, x, y, xv, yv, eta, 0.9, 3e-4, w_opt)
+        weights_before = [p.detach().clone() for p in model.weights()]
+        _, approx = architect._unrolled_grads(x, y, xv, yv, eta, w_opt)
+        # the finite difference perturbs the weights and must put them back
+        assert all(torch.allclose(p, q, rtol=0, atol=1e-12) for p, q in zip(model.weights(), weights_before))
+        unrolled = architect._unrolled
+        first = torch.autograd.grad(objective(unrolled, xv, yv), unrolled.arch_parameters())
+    finally:
+        torch.set_default_dtype(default)
+    for e, a, f in zip(exact, approx, first):
+        implicit_exact, implicit_approx = e - f, a - f  # the Hessian-vector part alone
+        assert implicit_exact.norm() > 0.1 * e.norm()  # big enough that a wrong term would show
+        assert (implicit_approx - implicit_exact).norm() < 1e-5 * implicit_exact.norm()
+
+
+def test_architect_step_penalises_expensive_op() -> None:
     torch.manual_seed(0)
     costs = dict(COSTS, sep_conv_5x5=1000.0)
     penalty = LatencyPenalty(LinearStandIn(costs), 50.0)
@@ -230,15 +291,14 @@ def test_architect_step_penalises_expensive_op(order: int) -> None:
     before = [w.detach().clone() for w in model.arch_weights()]
     weights_before = [p.detach().clone() for p in model.weights()]
     for _ in range(3):
-        architect.step(x, y, xv, yv, 0.025, w_opt, order=order)
+        architect.step(x, y, xv, yv, 0.025, w_opt, order=1)
     after = model.arch_weights()
     sep5 = PRIMITIVES.index("sep_conv_5x5")
     for b, a in zip(before, after):
         assert not torch.equal(b, a)
         assert (a[:, sep5] < b[:, sep5]).all()
-    # the architecture step leaves the weights where they were (the unrolled step perturbs and restores them)
-    for p, q in zip(model.weights(), weights_before):
-        assert torch.allclose(p, q, atol=1e-6)
+    for p, q in zip(model.weights(), weights_before):  # an architecture step moves the alphas only
+        assert torch.equal(p, q)
 
 
 def test_architect_rejects_unknown_order() -> None:
@@ -359,7 +419,9 @@ def test_tiny_second_order_search_without_predictor(tmp_path) -> None:
 
 def test_tiny_train() -> None:
     lines: list[str] = []
-    result = train_genotype(PUBLISHED["DARTS_V2"], data="digits", epochs=1, batch_size=32, layers=3, channels=4,
-                            resolution=8, limit=128, log=lines.append)
-    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["params"] > 0 and result["epochs"] == 1
-    assert len(result["history"]) == 1 and lines[0].startswith("epoch 1/1")
+    result = train_genotype(PUBLISHED["DARTS_V2"], data="digits", epochs=5, batch_size=32, layers=3, channels=4,
+                            resolution=8, limit=256, log=lines.append)
+    assert result["test_accuracy"] > 0.5  # ten classes: chance is 0.1; this recipe reached 0.78 when written
+    assert result["test_accuracy"] == result["history"][-1]["test_acc"] and result["epochs"] == 5
+    assert result["params"] == count_params(Network(PUBLISHED["DARTS_V2"], NetConfig(**result["config"])))
+    assert len(result["history"]) == 5 and lines[0].startswith("epoch 1/5")

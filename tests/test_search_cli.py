@@ -32,7 +32,9 @@ def test_search_writes_measured_result_and_train_reads_it(predictor_dir: Path, t
     assert "measured on onnxruntime/cpu" in capsys.readouterr().out
     assert main(["train", str(out / "result.json"), "--epochs", "1", "--layers", "3", "--channels", "4",
                  "--limit", "64", "--resolution", "8", "--out", str(tmp_path / "t.json")]) == 0
-    assert 0 <= json.loads((tmp_path / "t.json").read_text())["test_accuracy"] <= 1
+    trained = json.loads((tmp_path / "t.json").read_text())
+    assert trained["genotype"] == result["genotype"]  # it trained the searched genotype...
+    assert f"test accuracy {100 * trained['test_accuracy']:.2f}%" in capsys.readouterr().out  # ...and says so
 
 
 def test_search_refuses_non_differentiable_predictor(dataset: Path, tmp_path: Path,
@@ -45,7 +47,7 @@ def test_search_refuses_non_differentiable_predictor(dataset: Path, tmp_path: Pa
 
 
 def test_search_without_embedded_predictor_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "--target", "tensorrt", "--device", "cuda", *TINY, "--out", str(tmp_path)]) == 2
+    assert main(["search", "--target", "tensorrt", "--target-device", "cuda", *TINY, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "latkit: error:" in err
 
@@ -54,7 +56,46 @@ def test_sweep_table_and_plot(predictor_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambdas", "0,1",
                  *TINY, "--train-epochs", "1", "--train-layers", "3", "--train-channels", "4", "--out", str(out)]) == 0
-    rows = json.loads((out / "sweep.json").read_text())
+    doc = json.loads((out / "sweep.json").read_text())
+    rows = doc["rows"]
     assert [r["name"] for r in rows] == ["DARTS_V2", "lambda=0", "lambda=1"]
     assert all(r["latency_ms"]["torch/cpu"] > 0 and r["latency_ms"]["onnxruntime/cpu"] > 0 for r in rows)
-    assert (out / "pareto.png").stat().st_size > 1000 and "| lambda=1 |" in (out / "sweep.md").read_text()
+    # accuracy and latency belong to different networks: both shapes are recorded and printed
+    assert (doc["trained_config"]["layers"], doc["trained_config"]["channels"]) == (3, 4)
+    assert doc["deployment_config"]["layers"] == 5
+    table = (out / "sweep.md").read_text()
+    assert (out / "pareto.png").stat().st_size > 1000 and "| lambda=1 |" in table
+    assert "3 cells x 4 channels" in table and "5 cells x 8 channels" in table
+
+
+def test_sweep_checks_the_target_before_searching(predictor_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "--target", "onnxruntime", "--target-device", "cuda", "--predictor", str(predictor_dir),
+                 "--force-predictor", *TINY, "--out", str(tmp_path / "s")]) == 2
+    assert "not available" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # no search ran
+
+
+def test_search_refuses_a_predictor_for_another_target(predictor_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--target", "torch", "--predictor", str(predictor_dir), *TINY,
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "fitted on onnxruntime/cpu latencies, not torch/cpu" in capsys.readouterr().err
+    assert main(["search", "--target", "torch", "--predictor", str(predictor_dir), "--force-predictor",
+                 "--no-measure", *TINY, "--out", str(tmp_path / "r")]) == 0
+    assert "latkit: warning:" in capsys.readouterr().err
+
+
+def test_search_writes_its_result_before_measuring(predictor_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import latkit.search.pipeline as pipeline
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt  # the user gives up while the result is being measured
+
+    monkeypatch.setattr(pipeline, "measure_ms", broken)
+    out = tmp_path / "run"
+    assert main(["search", "--target", "onnxruntime", "--predictor", str(predictor_dir), *TINY,
+                 "--out", str(out)]) == 130
+    result = json.loads((out / "result.json").read_text())
+    assert parse(result["genotype"]) and "measured" not in result and result["search_device"] == "cpu"

@@ -61,12 +61,15 @@ class Predictor(ABC):
         (directory / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return directory
 
-    def check_target(self, backend: str, device: str) -> None:
-        """Warn when this predictor was trained for another backend or device."""
+    def check_target(self, backend: str, device: str, force: bool = False) -> None:
+        """Refuse a predictor fitted for another backend or device; with ``force``, only warn."""
         mine = (self.meta.get("backend"), self.meta.get("device"))
-        if mine != (backend, device):
-            warnings.warn(f"this predictor was fitted on {mine[0]}/{mine[1]} latencies, not {backend}/{device}: "
-                          "its numbers describe the other target", stacklevel=2)
+        if mine == (backend, device):
+            return
+        message = f"this predictor was fitted on {mine[0]}/{mine[1]} latencies, not {backend}/{device}"
+        if not force:
+            raise PredictorError(f"{message}: pass the target's own predictor, or --force-predictor to use it anyway")
+        warnings.warn(f"{message}: its numbers describe the other target", stacklevel=2)
 
     @staticmethod
     def _check_input(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sstats
 
-from latkit.datasets.store import Dataset, load
+from latkit.datasets.store import STAT_COLUMNS, Dataset, load
 from latkit.predictors.base import Predictor, PredictorError, read_meta
 from latkit.predictors.models import PREDICTORS, make_predictor, timed_fit
 from latkit.space import encode_many, parse
@@ -18,6 +18,7 @@ from latkit.space import encode_many, parse
 # Latency a predictor learns by default: the minimum of the timed runs. On this shared CPU it is 10x more
 # repeatable than the median (noise floor ~1-2% against ~15-25%; benchmarks/RESULTS.md, "Noise floor").
 DEFAULT_STAT = "min_ms"
+LATENCY_STATS = tuple(c for c in STAT_COLUMNS if c != "std_ms")  # what a predictor can learn
 HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
 
 
@@ -26,7 +27,8 @@ def undisturbed(ds: Dataset) -> np.ndarray:
 
     A 1-thread CPU loop that stayed below ``min_cpu_share`` after every attempt was slowed by other work on the
     machine (on the shipped CPU datasets such rows are off by ~10% against ~3.5% for the rest); they stay in the
-    file, but predictors neither learn from nor are scored on them. Other datasets keep every row.
+    file, predictors do not learn from them, and held-out scores are given with and without them. Other
+    datasets keep every row.
     """
     t = ds.samples(ok_only=True)
     protocol = ds.header.get("protocol", {})
@@ -37,11 +39,13 @@ def undisturbed(ds: Dataset) -> np.ndarray:
     return keep
 
 
-def dataset_xy(ds: Dataset, stat: str = DEFAULT_STAT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(encodings, latencies in ms, sample indices) of the dataset's successful, undisturbed samples."""
-    t = ds.samples(ok_only=True).filter(undisturbed(ds))
+def dataset_xy(ds: Dataset, stat: str = DEFAULT_STAT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(encodings, latencies in ms, sample indices, undisturbed mask) of the dataset's successful samples."""
+    if stat not in LATENCY_STATS:
+        raise PredictorError(f"unknown latency statistic {stat!r} (known: {', '.join(LATENCY_STATS)})")
+    t = ds.samples(ok_only=True)
     x = encode_many(parse(g) for g in t.column("genotype").to_pylist())
-    return x, t.column(stat).to_numpy().astype(np.float64), t.column("index").to_numpy()
+    return x, t.column(stat).to_numpy().astype(np.float64), t.column("index").to_numpy(), undisturbed(ds)
 
 
 def holdout(index: np.ndarray) -> np.ndarray:
@@ -70,19 +74,33 @@ def dataset_hash(index: np.ndarray, y: np.ndarray) -> str:
     return hashlib.sha256(np.stack([index[order].astype(np.float64), y[order]]).tobytes()).hexdigest()[:16]
 
 
+def split(index: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): predictors learn from undisturbed rows only, and are scored on every
+    held-out row (``held_out_scores`` also reports the undisturbed ones)."""
+    test = holdout(index)
+    return ~test & clean, test
+
+
+def held_out_scores(y: np.ndarray, predicted: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
+    """Metrics on all held-out rows, with those on the undisturbed ones under ``undisturbed``."""
+    return {**metrics(y, predicted), "undisturbed": metrics(y[clean], predicted[clean])}
+
+
 def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_size: int | None = None,
                 seed: int = 0, **params: Any) -> tuple[Predictor, dict[str, Any]]:
     """Fit ``kind`` on the training part of a dataset; returns the predictor and its held-out metrics."""
+    if train_size is not None and train_size < 2:
+        raise PredictorError(f"the training size must be >= 2 architectures, got {train_size}")
     ds = load(path)
-    x, y, index = dataset_xy(ds, stat)
-    test = holdout(index)
-    if test.all() or not test.any():
+    x, y, index, clean = dataset_xy(ds, stat)
+    train, test = split(index, clean)
+    if not train.any() or not test.any():
         raise PredictorError(f"{path}: too few samples to hold out a test split ({len(index)} rows)")
-    x_tr, y_tr, i_tr = x[~test], y[~test], index[~test]
+    x_tr, y_tr, i_tr = x[train], y[train], index[train]
     pick = training_subset(len(x_tr), train_size, seed)
     predictor = make_predictor(kind, **params)
     report, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
-    held_out = metrics(y[test], predictor.predict_ms(x[test]))
+    held_out = held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
     h = ds.header
     predictor.meta = {
         "backend": h["backend"], "device": h["device"], "device_name": h.get("device_name"), "config": h["config"],
