@@ -196,7 +196,8 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
                          f"over {nf['pairs']} re-measured architectures")
     if ratio.size and gate:
         lines.append(f"- samples whose timed loop stayed below {gate:.0%} of a core after every attempt (kept in the "
-                     f"file, not used by predictors): {int((ratio < gate).sum())} of {ratio.size}")
+                     "file; predictors do not learn from them, held-out scores are given with and without them): "
+                     f"{int((ratio < gate).sum())} of {ratio.size}")
     dr = s["drift"]
     if dr.get("timings"):
         lines.append(f"- drift ({h.get('reference')}, min_ms, {dr['timings']} timings): median {dr['median_ms']:.3f} ms, "
