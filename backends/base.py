@@ -1,8 +1,12 @@
 """The backend interface and the one measurement protocol shared by every runtime.
 
-A backend is split as in Polygraphy: ``prepare`` builds once (export, session or engine creation) and returns a
-``Runner``; ``measure`` runs the one timing loop on it (warm-up by count and by time, synchronised repetitions,
-robust statistics). Adapters implement only ``_available_impl``, ``versions`` and ``_prepare_impl``.
+A backend is split as in Polygraphy: ``prepare`` builds once (export, compilation, session or engine creation)
+from a ``ModelSource`` and returns a ``Runner``, which owns its inputs, outputs and (on CUDA) stream until
+``close()``; ``measure`` runs the one timing loop on it (warm-up by count and by time, synchronised repetitions,
+robust statistics). Backends that read ONNX (``reads = "onnx"``) get the ONNX bytes only, so they time any ONNX
+model as well as latkit's networks; torch backends (``reads = "network"``) need a latkit network. Settings that
+change the latency beyond the protocol are the backend's ``Options`` dataclass, recorded in a dataset's identity.
+Adapters implement only ``_available_impl``, ``versions`` and ``_prepare_impl``.
 """
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ import math
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from typing import Callable, Iterator, Protocol as TypingProtocol
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
 from latkit.errors import LatkitError
-from latkit.network import NetConfig, Network
+from latkit.network import Network
 
 DEVICES = ("cpu", "cuda")
 
@@ -79,18 +83,65 @@ class LatencyStats:
 STAT_COLUMNS = tuple(f.name for f in fields(LatencyStats))
 
 
-class Runner(TypingProtocol):
-    """One prepared architecture: ``run`` enqueues one inference on ``device``.
+class Runner:
+    """One prepared model: ``run`` enqueues one inference on ``device``.
 
-    A runner may also define ``activate()`` and ``deactivate()``: ``measure`` calls them around its whole loop
-    (e.g. to set torch's thread count or the CUDA stream, and to restore the process's own afterwards). A CUDA
-    runner has a dedicated ``stream`` (torch.cuda.Stream) on which it enqueues its work; the timing events are
-    recorded on that stream.
+    ``measure`` calls ``activate()`` and ``deactivate()`` around its whole loop (e.g. to set torch's thread count or
+    the CUDA stream, and to give the process its own back afterwards). A CUDA runner has a dedicated ``stream``
+    (torch.cuda.Stream) on which it enqueues its work; the timing events are recorded on that stream. ``close()``
+    releases what the runner holds (session, engine, buffers); a runner is a context manager.
     """
 
-    device: str
+    device: str = "cpu"
+    stream: Any = None
 
-    def run(self) -> None: ...
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def activate(self) -> None:
+        """Called before the timing loop."""
+
+    def deactivate(self) -> None:
+        """Called after the timing loop, also when it failed."""
+
+    def close(self) -> None:
+        """Release the prepared model."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ModelSource:
+    """What a backend prepares: a latkit evaluation network, or an ONNX model, and the input shape it runs at.
+
+    The ONNX bytes of a network are written on first use (``onnx()``) and kept, so several ONNX backends share one
+    export; ``digest`` is their SHA-256 (a cache key for compiled artifacts).
+    """
+
+    input_shape: tuple[int, ...]
+    network: Network | None = None
+    onnx_bytes: bytes | None = field(default=None, repr=False)
+    name: str = "model"
+
+    @classmethod
+    def of(cls, network: Network) -> "ModelSource":
+        return cls(tuple(network.config.input_shape()), network=network.eval(), name=str(network.genotype))
+
+    def onnx(self) -> bytes:
+        if self.onnx_bytes is None:
+            from latkit.onnx_export import to_onnx
+
+            self.onnx_bytes = to_onnx(self.network).SerializeToString()
+        return self.onnx_bytes
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.onnx()).hexdigest()
 
 
 Clock = Callable[[Callable[[], None]], float]
@@ -98,7 +149,7 @@ Clock = Callable[[Callable[[], None]], float]
 
 @contextmanager
 def activated(runner: Runner) -> Iterator[None]:
-    """``runner.activate()`` ... ``runner.deactivate()`` where the runner has them."""
+    """``runner.activate()`` ... ``runner.deactivate()`` (a minimal runner with only ``run`` has neither)."""
     getattr(runner, "activate", lambda: None)()
     try:
         yield
@@ -185,17 +236,61 @@ def measure(runner: Runner, protocol: MeasureProtocol, clock: Clock | None = Non
     return Timing(best.stats, warm_runs, warm_ms, best.wall_ms, best.cpu_ms, attempt)
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """A backend without settings of its own."""
+
+
+def parse_options(cls: type, given: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (the CLI's ``--backend-option``) as typed values of the options dataclass ``cls``."""
+    known = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, text in given.items():
+        if key not in known:
+            names = ", ".join(known) or "none"
+            raise LatkitError(f"unknown backend option {key!r} (this backend's options: {names})")
+        default = known[key].default if known[key].default is not MISSING else None
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise LatkitError(f"backend option {key} must be true or false, got {text!r}")
+            out[key] = text.lower() in ("true", "1", "yes")
+        elif isinstance(default, int):
+            try:
+                out[key] = int(text)
+            except ValueError:
+                raise LatkitError(f"backend option {key} must be an integer, got {text!r}") from None
+        else:
+            out[key] = text
+    return out
+
+
 class Backend(ABC):
     """An inference runtime on a device. Construct through ``latkit.backends.registry.get_backend``."""
 
-    name: str = ""
-    devices: tuple[str, ...] = DEVICES
+    name: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = DEVICES
+    reads: ClassVar[str] = "onnx"  # "onnx": any ONNX model; "network": latkit's torch networks only
+    extra: ClassVar[str] = ""  # the pip extra that installs the runtime, e.g. "openvino"
+    # False where preparing a model invalidates runners prepared before (torch.compile resets Dynamo's caches):
+    # a campaign then prepares its reference architecture afresh for each reference timing
+    persistent_runners: ClassVar[bool] = True
+    Options: ClassVar[type] = NoOptions
 
-    def __init__(self, device: str = "cpu", threads: int = 1):
+    def __init__(self, device: str = "cpu", threads: int = 1, **options: Any):
         if device not in self.devices:
             raise LatkitError(f"backend {self.name!r} runs on {', '.join(self.devices)}, not {device!r}")
         self.device = device
         self.threads = threads
+        try:
+            self.opts = self.Options(**options)
+        except TypeError:
+            names = ", ".join(f.name for f in fields(self.Options)) or "none"
+            raise LatkitError(f"unknown option for backend {self.name!r} among {sorted(options)} "
+                              f"(its options: {names})") from None
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Refuse option values the backend cannot honour (a LatkitError)."""
 
     def availability(self) -> tuple[bool, str]:
         """(True, '') when usable here, else (False, every reason in one line)."""
@@ -213,14 +308,19 @@ class Backend(ABC):
         if not ok:
             raise BackendUnavailable(f"backend {self.name!r} on {self.device} is not available: {reason}")
 
-    def prepare(self, model: Network) -> Runner:
-        """Build everything needed to run ``model`` (eval mode, fixed input shape) once; time it many times."""
-        return self._prepare_impl(model.eval(), model.config)
+    def prepare(self, source: ModelSource | Network) -> Runner:
+        """Build everything needed to run ``source`` (a network in eval mode, or ONNX) once; time it many times."""
+        if isinstance(source, Network):
+            source = ModelSource.of(source)
+        if self.reads == "network" and source.network is None:
+            raise LatkitError(f"backend {self.name!r} times latkit networks, not ONNX files; time {source.name} with an "
+                              "ONNX backend (onnxruntime, openvino, tensorrt)")
+        return self._prepare_impl(source)
 
-    def options(self) -> dict[str, object]:
+    def options(self) -> dict[str, Any]:
         """Settings that change the latency beyond the protocol (e.g. TensorRT precision); part of a dataset's
         identity, so rows measured with other options never share a file."""
-        return {}
+        return asdict(self.opts)
 
     @abstractmethod
     def _available_impl(self) -> tuple[bool, str]: ...
@@ -230,7 +330,7 @@ class Backend(ABC):
         """Library versions that decide the latency (runtime, and what it runs on)."""
 
     @abstractmethod
-    def _prepare_impl(self, model: Network, config: NetConfig) -> Runner: ...
+    def _prepare_impl(self, source: ModelSource) -> Runner: ...
 
     def device_name(self) -> str:
         from latkit.env import device_name

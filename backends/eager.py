@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from latkit.backends.base import Backend, Runner
-from latkit.network import NetConfig, Network
+from latkit.backends.base import Backend, ModelSource, Runner
+from latkit.network import Network
 
 
-class _TorchRunner:
+class _TorchRunner(Runner):
     """The eval-mode network and its input; while active, torch uses the protocol's thread count (and on CUDA the
     runner's own stream, with cudnn.benchmark on); ``deactivate`` gives the process its own settings back."""
 
@@ -39,6 +39,7 @@ class _TorchRunner:
 
 class TorchBackend(Backend):
     name = "torch"
+    reads = "network"
 
     def _available_impl(self) -> tuple[bool, str]:
         return True, ""
@@ -50,7 +51,7 @@ class TorchBackend(Backend):
             v["cudnn"] = str(torch.backends.cudnn.version())
         return v
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> Runner:
-        model = model.to(self.device)
-        x = torch.randn(config.input_shape(), device=self.device)
+    def _prepare_impl(self, source: ModelSource) -> Runner:
+        model = source.network.to(self.device)
+        x = torch.randn(source.input_shape, device=self.device)
         return _TorchRunner(model, x, self.device, self.threads)

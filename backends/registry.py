@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import importlib
 
-from latkit.backends.base import Backend
+from latkit.backends.base import Backend, parse_options
 from latkit.errors import LatkitError
 
 # name -> (module, class); modules are imported only when the backend is asked for.
 BACKENDS: dict[str, tuple[str, str]] = {
     "torch": ("latkit.backends.eager", "TorchBackend"),
+    "torch-compile": ("latkit.backends.compiled", "TorchCompileBackend"),
     "onnxruntime": ("latkit.backends.ort", "OnnxRuntimeBackend"),
+    "openvino": ("latkit.backends.ov", "OpenVINOBackend"),
     "tensorrt": ("latkit.backends.trt", "TensorRTBackend"),
 }
 
@@ -25,6 +27,13 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def get_backend(name: str, device: str = "cpu", threads: int = 1) -> Backend:
-    """A backend instance; call ``check_available()`` before preparing models."""
-    return backend_class(name)(device=device, threads=threads)
+def list_devices() -> list[str]:
+    """Every device some backend runs on (the CLI's --device choices)."""
+    return list(dict.fromkeys(d for name in BACKENDS for d in backend_class(name).devices))
+
+
+def get_backend(name: str, device: str = "cpu", threads: int = 1, options: dict[str, str] | None = None) -> Backend:
+    """A backend instance; ``options`` are ``KEY=VALUE`` strings of its Options (typed here). Call
+    ``check_available()`` before preparing models."""
+    cls = backend_class(name)
+    return cls(device=device, threads=threads, **parse_options(cls.Options, options or {}))

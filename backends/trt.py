@@ -1,24 +1,27 @@
-"""TensorRT: an engine built from the ONNX export, I/O in torch CUDA tensors bound by address, timing cache on disk.
+"""TensorRT: an engine built from ONNX (cached by content hash), I/O in torch CUDA tensors bound by address, a
+timing cache on disk.
 
 Written against the TensorRT 10 Python API (name-based tensors, ``execute_async_v3``), which TensorRT 11 keeps;
 11 removed the weak-typing flags, so ``fp16=True`` needs TensorRT 10. ``tensorrt`` is imported only in methods.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from latkit.backends.base import Backend, BackendUnavailable, Runner
-from latkit.network import NetConfig, Network
-from latkit.onnx_export import INPUT_NAME, OUTPUT_NAME, to_onnx
+from latkit.backends.base import Backend, BackendUnavailable, ModelSource, Runner
 
 TIMING_CACHE_DIR = Path("~/.cache/latkit/tensorrt")
+PLAN_CACHE_DIR = TIMING_CACHE_DIR / "plans"  # engines by content hash: a re-measured architecture is not rebuilt
 
 
 @lru_cache(maxsize=1)
@@ -35,43 +38,61 @@ def timing_cache_name(gpu: str, capability: str, tensorrt_version: str, cuda_ver
     return slug.strip("-") + ".cache"
 
 
-class _EngineRunner:
-    """One execution context on a dedicated CUDA stream; input and output are torch CUDA tensors whose addresses
-    are bound once."""
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """Builder settings that decide the engine, hence the latency: recorded in the dataset identity."""
+
+    fp16: bool = False
+    tf32: bool = True
+    optimization_level: int = 3
+    workspace_mib: int = 1024
+
+
+class _EngineRunner(Runner):
+    """One execution context on a dedicated CUDA stream; its input and outputs are torch CUDA tensors (shapes from
+    the engine) whose addresses are bound once."""
 
     device = "cuda"
 
-    def __init__(self, runtime: "object", engine: "object", config: NetConfig):
+    def __init__(self, runtime: "object", engine: "object"):
+        import tensorrt as trt
+
         self.runtime, self.engine = runtime, engine  # kept so they outlive the context
         self.context = engine.create_execution_context()
         if self.context is None:
             raise RuntimeError("TensorRT could not create an execution context")
         self.stream = torch.cuda.Stream()
-        self.x = torch.randn(config.input_shape(), device="cuda")
-        self.y = torch.empty((config.batch, config.classes), device="cuda")
-        torch.cuda.synchronize()  # the input was written on the default stream
-        tensors = {INPUT_NAME: self.x, OUTPUT_NAME: self.y}
+        self.tensors = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            if name not in tensors or tuple(engine.get_tensor_shape(name)) != tuple(tensors[name].shape):
-                raise RuntimeError(f"unexpected engine I/O tensor {name!r} {tuple(engine.get_tensor_shape(name))}")
-            self.context.set_tensor_address(name, tensors[name].data_ptr())
+            shape = tuple(engine.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise RuntimeError(f"engine tensor {name!r} has a dynamic shape {shape}")
+            make = torch.randn if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else torch.empty
+            self.tensors[name] = make(shape, device="cuda")
+            self.context.set_tensor_address(name, self.tensors[name].data_ptr())
+        torch.cuda.synchronize()  # the input was written on the default stream
 
     def run(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
 
+    def close(self) -> None:
+        self.context = self.engine = self.runtime = None
+        self.tensors = {}
+
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
     devices = ("cuda",)
+    extra = "tensorrt"
+    Options = TensorRTOptions
 
-    def __init__(self, device: str = "cuda", threads: int = 1, *, fp16: bool = False, tf32: bool = True,
-                 optimization_level: int = 3, workspace_mib: int = 1024, timing_cache: str | Path | None = None):
-        super().__init__(device, threads)
-        self.fp16, self.tf32 = fp16, tf32
-        self.optimization_level, self.workspace_mib = optimization_level, workspace_mib
+    def __init__(self, device: str = "cuda", threads: int = 1, *, timing_cache: str | Path | None = None,
+                 plan_cache: str | Path | None = None, **options: object):
+        super().__init__(device, threads, **options)
         self._timing_cache = None if timing_cache is None else Path(timing_cache).expanduser()
+        self.plan_cache = Path(plan_cache or PLAN_CACHE_DIR).expanduser()
 
     @property
     def timing_cache(self) -> Path:
@@ -87,11 +108,6 @@ class TensorRTBackend(Backend):
                                  trt.__version__, str(torch.version.cuda))
         return TIMING_CACHE_DIR.expanduser() / name
 
-    def options(self) -> dict[str, object]:
-        """Builder settings that decide the engine, hence the latency: recorded in the dataset identity."""
-        return {"fp16": self.fp16, "tf32": self.tf32, "optimization_level": self.optimization_level,
-                "workspace_mib": self.workspace_mib}
-
     def _available_impl(self) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorrt") is None:
             return False, ("tensorrt is not installed (its wheels come from NVIDIA's index: "
@@ -100,7 +116,7 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except (ImportError, OSError) as e:
             return False, f"tensorrt is installed but does not import: {e}"
-        if self.fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+        if self.opts.fp16 and not hasattr(trt.BuilderFlag, "FP16"):
             return False, f"fp16 needs BuilderFlag.FP16, removed in TensorRT {trt.__version__} (strong typing only)"
         return True, ""
 
@@ -109,7 +125,31 @@ class TensorRTBackend(Backend):
 
         return {"tensorrt": trt.__version__, "torch": torch.__version__, "cuda": str(torch.version.cuda)}
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> Runner:
+    def plan_path(self, source: ModelSource) -> Path:
+        """Where the engine of ``source`` is cached: keyed by the ONNX bytes, the options and the versions."""
+        import tensorrt as trt
+
+        from latkit.env import gpu_info
+
+        key = json.dumps({"onnx": source.digest(), "options": self.options(), "tensorrt": trt.__version__,
+                          "cuda": str(torch.version.cuda), "gpu": gpu_info().get("gpu")}, sort_keys=True)
+        return self.plan_cache / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".plan")
+
+    def _prepare_impl(self, source: ModelSource) -> Runner:
+        import tensorrt as trt
+
+        runtime = trt.Runtime(_logger())
+        path = self.plan_path(source)
+        plan = path.read_bytes() if path.is_file() else self._build(source)
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise RuntimeError("TensorRT failed to deserialize the engine")
+        if not path.is_file():
+            _atomic_write(path, memoryview(plan))
+        return _EngineRunner(runtime, engine)
+
+    def _build(self, source: ModelSource) -> "object":
+        """The serialized engine of ``source``'s ONNX model (the timing cache grows along)."""
         import tensorrt as trt
 
         logger = _logger()
@@ -118,30 +158,25 @@ class TensorRTBackend(Backend):
         explicit = int(trt.__version__.split(".")[0]) < 10
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if explicit else 0)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse(to_onnx(model).SerializeToString()):
+        if not parser.parse(source.onnx()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT could not parse the ONNX export: {errors}")
+            raise RuntimeError(f"TensorRT could not parse the ONNX model: {errors}")
 
         build = builder.create_builder_config()
-        build.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mib << 20)
-        if self.fp16:
+        build.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.opts.workspace_mib << 20)
+        if self.opts.fp16:
             if not hasattr(trt.BuilderFlag, "FP16"):
                 raise BackendUnavailable(f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strong typing only)")
             build.set_flag(trt.BuilderFlag.FP16)
-        if not self.tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        if not self.opts.tf32 and hasattr(trt.BuilderFlag, "TF32"):
             build.clear_flag(trt.BuilderFlag.TF32)
-        build.builder_optimization_level = self.optimization_level
+        build.builder_optimization_level = self.opts.optimization_level
         cache = self._load_timing_cache(build)
-
         plan = builder.build_serialized_network(network, build)
         if plan is None:
             raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
         self._save_timing_cache(cache)
-        runtime = trt.Runtime(logger)
-        engine = runtime.deserialize_cuda_engine(plan)
-        if engine is None:
-            raise RuntimeError("TensorRT failed to deserialize the engine it built")
-        return _EngineRunner(runtime, engine, config)
+        return plan
 
     def _load_timing_cache(self, build: "object") -> "object":
         """The on-disk timing cache attached to ``build``; an empty one when absent or made elsewhere."""
@@ -154,12 +189,17 @@ class TensorRTBackend(Backend):
 
     def _save_timing_cache(self, cache: "object") -> None:
         """Write the (grown) cache back atomically, so concurrent builds never read a torn file."""
-        self.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.timing_cache.parent, prefix=self.timing_cache.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(memoryview(cache.serialize()))
-            os.replace(tmp, self.timing_cache)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_write(self.timing_cache, memoryview(cache.serialize()))
+
+
+def _atomic_write(path: Path, data: "bytes | memoryview") -> None:
+    """Write ``path`` through a temporary file and a rename, so a concurrent reader never sees a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

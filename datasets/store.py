@@ -2,7 +2,8 @@
 
 Rows have a ``kind``: ``sample`` (architecture ``index`` of sampling campaign ``seed``: the training data),
 ``repeat`` (an independent re-measurement of an earlier sample: gives the noise floor) and ``reference`` (the fixed
-reference architecture re-timed every K samples: shows drift). Every latency column is in milliseconds;
+reference architecture re-timed every K samples: shows drift), and ``model`` (a user's ONNX model timed by
+``latkit bench MODEL.onnx``, named in the ``genotype`` column). Every latency column is in milliseconds;
 ``timing_ms`` and ``timing_cpu_ms`` are the timed loop's wall and thread-CPU time (their ratio shows how much the
 measuring thread was descheduled by other work on the machine); ``attempts`` counts the timed loops run before
 one got enough of a core (see ``MeasureProtocol.min_cpu_share``). A sample index may have error rows followed by
@@ -39,7 +40,7 @@ from latkit.errors import LatkitError
 FORMAT = "latkit-latency-dataset"
 FORMAT_VERSION = 1
 META_KEY = b"latkit"
-KINDS = ("sample", "repeat", "reference")
+KINDS = ("sample", "repeat", "reference", "model")  # model: a user's ONNX model (latkit bench MODEL.onnx)
 STATUSES = ("ok", "error")
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")
 STAGE_COLUMNS = ("build_ms", "prepare_ms", "warmup_ms", "timing_ms", "timing_cpu_ms")
@@ -276,7 +277,7 @@ class Dataset:
         for i, key in enumerate(zip(self.column("seed").tolist(), self.column("index").tolist())):
             if kind[i] == "sample" and (key not in chosen or status[chosen[key]] != "ok"):
                 chosen[key] = i
-        return self.table.take(sorted(chosen.values()))
+        return self.table.take(pa.array(sorted(chosen.values()), type=pa.int64()))
 
 
 def _load(path: Path) -> tuple[Dataset, _Journal]:

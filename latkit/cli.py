@@ -131,6 +131,39 @@ def _cmd_backends(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _backend_options(pairs: list[str] | None) -> dict[str, str]:
+    """``--backend-option KEY=VALUE`` (repeatable) as a dict; typed against the backend's options later."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LatkitError(f"--backend-option must look like KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend-option", "-O", action="append", metavar="KEY=VALUE",
+                   help="a setting of the backend (repeatable; e.g. precision=f32 for openvino, fp16=true for "
+                        "tensorrt, regional=false for torch-compile); recorded in the dataset's identity")
+
+
+def _add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """The measurement protocol's options (shared by ``measure`` and ``bench MODEL.onnx``)."""
+    from latkit.backends.base import MeasureProtocol
+
+    d = MeasureProtocol()
+    p.add_argument("--threads", type=POSITIVE_INT, default=d.threads, help="CPU threads (default %(default)s)")
+    p.add_argument("--repeats", type=POSITIVE_INT, default=d.repeats, help="timed runs (default %(default)s)")
+    p.add_argument("--warmup-runs", type=COUNT, default=d.warmup_runs, help="at least this many (default %(default)s)")
+    p.add_argument("--warmup-ms", type=NONNEG_FLOAT, default=d.warmup_ms,
+                   help="and at least this long (default %(default)s)")
+    p.add_argument("--min-cpu-share", type=FRACTION, default=d.min_cpu_share,
+                   help="re-time a 1-thread CPU loop that got less of a core than this (default %(default)s)")
+    p.add_argument("--max-attempts", type=POSITIVE_INT, default=d.max_attempts,
+                   help="timed loops at most (default %(default)s)")
+
+
 def _protocol(args: argparse.Namespace) -> "MeasureProtocol":  # noqa: F821
     from latkit.backends.base import MeasureProtocol
 
@@ -151,7 +184,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
             os.sched_setaffinity(0, {args.pin_cpu})
         except (AttributeError, OSError, ValueError) as exc:
             raise LatkitError(f"cannot pin to CPU {args.pin_cpu}: {exc}") from None
-    backend = get_backend(args.backend, args.device, protocol.threads)
+    backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
     backend.check_available()
     out = args.out or default_dataset_name(args.backend, args.device, config)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -210,9 +243,10 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     h = s["header"]
     c = h["config"]
     lat, nf, dr = s["latency_ms"], s["noise_floor"], s["drift"]
-    console.print(f"[bold]{s['path']}[/]: {h['backend']} on {h['device']} ({h.get('device_name', '')}), batch "
-                  f"{c['batch']}, {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} layers, "
-                  f"{c['channels']} channels", highlight=False)
+    shape = (f"batch {c['batch']}, {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} layers, "
+             f"{c['channels']} channels" if "layers" in c else f"models of input shape {c.get('input_shape')}")
+    console.print(f"[bold]{s['path']}[/]: {h['backend']} on {h['device']} ({h.get('device_name', '')}), {shape}",
+                  highlight=False)
     superseded = f", {s['superseded']} error rows superseded by a retry" if s["superseded"] else ""
     console.print(f"rows {s['rows']}: {s['samples']} samples ({s['failures']} failed{superseded}), {s['repeats']} "
                   f"repeats, {s['references']} reference timings", highlight=False)
@@ -334,6 +368,28 @@ def _checked_predictor(spec: str, backend: str | None, device: str, kind: str, f
     return predictor
 
 
+def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
+    from latkit.backends.registry import get_backend
+    from latkit.measure import bench_model
+    from latkit.onnx_model import load_onnx
+
+    protocol = _protocol(args)
+    backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
+    backend.check_available()
+    source = load_onnx(args.model, args.batch)
+    row = bench_model(backend, source, protocol, args.out)
+    if row["status"] != "ok":
+        kept = f" (the error row is in {args.out})" if args.out else ""
+        raise LatkitError(f"{args.backend}/{args.device} cannot run {source.name}: {row['error']}{kept}")
+    print(f"{source.name} on {args.backend}/{args.device}, input {'x'.join(map(str, source.input_shape))}, "
+          f"{row['n']} timed runs (prepare {row['prepare_ms']:.0f} ms, warm-up {row['warmup_ms']:.0f} ms)")
+    print("  " + ", ".join(f"{c[:-3]} {row[c]:.3f} ms" for c in ("min_ms", "median_ms", "mean_ms", "p10_ms",
+                                                                   "p90_ms", "iqm_ms", "std_ms")))
+    if args.out:
+        print(f"appended to {args.out}")
+    return 0
+
+
 def _search_predictor(args: argparse.Namespace) -> "object":
     return _checked_predictor(args.predictor or args.target, args.target, args.target_device, args.model,
                               args.force_predictor)
@@ -397,7 +453,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
-    from latkit.search.pipeline import run_sweep, sweep_table
+    from latkit.search.pipeline import parse_backends, run_sweep, sweep_table
 
     _set_threads(args)
     try:
@@ -411,7 +467,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                  device=args.search_device)
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
                     lambdas=lambdas, form=args.form, search=_search_kwargs(args), train=train,
-                    log=lambda line: console.print(line, highlight=False))
+                    log=lambda line: console.print(line, highlight=False), backends=parse_backends(args.backends))
     print(sweep_table(doc))
     console.print(f"wrote {Path(args.out) / 'sweep.md'}, sweep.json, pareto.png", highlight=False)
     return 0
@@ -419,14 +475,15 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
-    from latkit.backends.base import DEVICES, MeasureProtocol
+    from latkit.backends.base import MeasureProtocol
+    from latkit.backends.registry import backend_class, list_backends, list_devices
     from latkit.datasets.store import STAT_COLUMNS
-    from latkit.backends.registry import list_backends
     from latkit.predictors.models import PREDICTORS
     from latkit.search.data import DATASETS
     from latkit.search.penalty import FORMS
 
     differentiable = [k for k, cls in PREDICTORS.items() if cls.differentiable]
+    devices = list_devices()
 
     parser = _Parser(prog="latkit", description="latency toolkit for latency-aware DARTS")
     parser.add_argument("--version", action="version", version=f"latkit {__version__}")
@@ -456,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="measure sampled architectures on a backend into a latency dataset")
     p.add_argument("--backend", required=True, choices=list_backends())
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--device", default="cpu", choices=devices)
+    _add_backend_option(p)
     p.add_argument("--count", type=COUNT, required=True, help="campaign size: sample indices 0..N-1")
     p.add_argument("--seed", type=COUNT, default=0, help="sampling campaign seed (default 0)")
     p.add_argument("--shard", default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
@@ -465,16 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append even if the environment fingerprint differs (never another backend, device, backend "
                         "options, network, protocol, seed or sampler)")
     _add_net_args(p)
-    d = MeasureProtocol()
-    p.add_argument("--threads", type=POSITIVE_INT, default=d.threads, help="CPU threads (default %(default)s)")
-    p.add_argument("--repeats", type=POSITIVE_INT, default=d.repeats, help="timed runs (default %(default)s)")
-    p.add_argument("--warmup-runs", type=COUNT, default=d.warmup_runs, help="at least this many (default %(default)s)")
-    p.add_argument("--warmup-ms", type=NONNEG_FLOAT, default=d.warmup_ms,
-                   help="and at least this long (default %(default)s)")
-    p.add_argument("--min-cpu-share", type=FRACTION, default=d.min_cpu_share,
-                   help="re-time a 1-thread CPU loop that got less of a core than this (default %(default)s)")
-    p.add_argument("--max-attempts", type=POSITIVE_INT, default=d.max_attempts,
-                   help="timed loops at most (default %(default)s)")
+    _add_protocol_args(p)
     p.add_argument("--pin-cpu", type=COUNT, help="run on this CPU core only (Linux), away from other work")
     p.add_argument("--reference-every", type=COUNT, default=100, help="re-time DARTS_V2 every K samples (0: never)")
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
@@ -520,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predicted latency (ms) of a genotype")
     p.add_argument("--predictor", required=True, help="saved predictor directory, or a backend for its default")
     p.add_argument("genotype")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--model", default="mlp", choices=list(PREDICTORS),
                    help="which embedded default, when --predictor is a backend")
     p.add_argument("--backend", choices=list_backends(),
@@ -537,13 +586,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS)
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)
+    p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")
+    p.add_argument("model", help="an ONNX file with one float32 input")
+    p.add_argument("--backend", required=True, choices=[n for n in list_backends() if backend_class(n).reads == "onnx"])
+    p.add_argument("--device", default="cpu", choices=devices)
+    _add_backend_option(p)
+    p.add_argument("--batch", type=POSITIVE_INT, help="size of a dynamic first (batch) dimension")
+    p.add_argument("--out", help="append the row to this Parquet file (latkit's dataset format, kind 'model')")
+    _add_protocol_args(p)
+    p.set_defaults(handler=_cmd_bench_model)
 
     def search_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", required=True, choices=list_backends(),
                        help="backend to deploy on: its predictor is the latency penalty")
-        p.add_argument("--target-device", default="cpu", choices=DEVICES,
+        p.add_argument("--target-device", default="cpu", choices=devices,
                        help="device the target runs on (default %(default)s)")
-        p.add_argument("--search-device", default="cpu", choices=DEVICES,
+        p.add_argument("--search-device", default="cpu", choices=devices,
                        help="device the search and training run on (default %(default)s)")
         p.add_argument("--predictor", help="saved predictor directory (default: the target's embedded one)")
         p.add_argument("--force-predictor", action="store_true",
@@ -578,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=POSITIVE_INT, default=10)
     p.add_argument("--layers", type=POSITIVE_INT, default=8)
     p.add_argument("--channels", type=POSITIVE_INT, default=16)
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=POSITIVE_INT)
     p.add_argument("--out", help="write the result JSON here")
     data_args(p, batch=96)
@@ -587,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="a search per lambda, trained and measured: the accuracy/latency front")
     search_args(p)
     p.add_argument("--lambdas", default="0,0.05,0.1,0.2,0.5")
+    p.add_argument("--backends", help="measure on these backends, e.g. torch,onnxruntime,openvino/cpu (default: every "
+                                      "backend available here; the target always)")
     p.add_argument("--train-epochs", type=POSITIVE_INT, default=10)
     p.add_argument("--train-layers", type=POSITIVE_INT, default=8)
     p.add_argument("--train-channels", type=POSITIVE_INT, default=16)
@@ -597,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1].lower().endswith(".onnx"):
+        argv.insert(1, "model")  # latkit bench MODEL.onnx
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors

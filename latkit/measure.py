@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from latkit.backends.base import Backend, MeasureProtocol, Timing, measure
+from latkit.backends.base import Backend, MeasureProtocol, ModelSource, Timing, measure
 from latkit.datasets.store import STAGE_COLUMNS, STAT_COLUMNS, FORMAT, FORMAT_VERSION, Dataset, open_writer
 from latkit.env import fingerprint
 from latkit.errors import LatkitError
-from latkit.network import NetConfig, build
+from latkit.network import NetConfig, Network, build
 from latkit.space import ENCODING_VERSION, PUBLISHED, SAMPLER_VERSION, Genotype, sample
 
 REFERENCE = "DARTS_V2"
@@ -62,22 +62,28 @@ class Shard:
         return index % self.n == self.k - 1
 
 
-def campaign_header(backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int) -> dict[str, Any]:
-    """The dataset header: what the rows were measured with."""
+def environment(backend: Backend, protocol: MeasureProtocol) -> dict[str, Any]:
+    """The fingerprint rows are measured in: machine, backend versions, threads."""
     env = fingerprint(backend.device)
     env.update(backend.versions())
     env["threads"] = protocol.threads
+    return env
+
+
+def campaign_header(backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int) -> dict[str, Any]:
+    """The dataset header: what the rows were measured with."""
+    env = environment(backend, protocol)
     return {"format": FORMAT, "version": FORMAT_VERSION, "backend": backend.name, "device": backend.device,
             "device_name": backend.device_name(), "config": config.to_dict(), "protocol": protocol.to_dict(),
             "backend_options": backend.options(), "seed": seed, "sampler_version": SAMPLER_VERSION,
             "encoding_version": ENCODING_VERSION, "reference": REFERENCE, "environment": env}
 
 
-def run_provenance(environment: dict[str, Any], protocol: MeasureProtocol) -> dict[str, Any]:
+def run_provenance(env: dict[str, Any], protocol: MeasureProtocol) -> dict[str, Any]:
     """What one run of a campaign was measured with: environment, protocol, the CPUs this process may run on
     (``os.sched_getaffinity``, None where unknown), host and start time (UTC)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"environment": environment, "protocol": protocol.to_dict(), "cpus": cpus, "host": socket.gethostname(),
+    return {"environment": env, "protocol": protocol.to_dict(), "cpus": cpus, "host": socket.gethostname(),
             "started": _now()}
 
 
@@ -89,20 +95,28 @@ def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, proto
                   what: str = "architecture") -> dict[str, Any]:
     """Build, prepare and time one architecture; returns the row's measurement columns (status 'error' on failure).
     A programming error raises ``MeasurementBug`` naming ``what`` (e.g. "sample 12")."""
+    return time_model(backend, lambda: build(genotype, config), protocol, what)
+
+
+def time_model(backend: Backend, make: Callable[[], Network | ModelSource], protocol: MeasureProtocol,
+               what: str = "model") -> dict[str, Any]:
+    """``make()`` the model (a network or an ONNX source: ``build_ms``), prepare it on the backend (export,
+    compilation: ``prepare_ms``) and time it; the row's measurement columns, status 'error' when the model cannot be
+    prepared or run (its message in ``error``). A programming error raises ``MeasurementBug``."""
     row: dict[str, Any] = {c: None for c in STAT_COLUMNS + STAGE_COLUMNS}
     t0 = time.perf_counter_ns()
     try:
-        model = build(genotype, config)
+        model = make()
         t1 = time.perf_counter_ns()
-        runner = backend.prepare(model)
-        t2 = time.perf_counter_ns()
-        timing = measure(runner, protocol)
+        with backend.prepare(model) as runner:
+            t2 = time.perf_counter_ns()
+            timing = measure(runner, protocol)
     except (KeyboardInterrupt, SystemExit):
         raise
     except PROGRAMMING_ERRORS as exc:
         raise MeasurementBug.of(backend, what, exc) from exc
     except Exception as exc:  # recorded, the campaign goes on
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}"[:500], n=0,
+        row.update(status="error", error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500], n=0,
                    build_ms=(time.perf_counter_ns() - t0) / 1e6)
         return row
     row.update(timing.stats.to_dict())
@@ -154,6 +168,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
     writer, existing = open_writer(out, header, force=force, run_id=run_id,
                                    run=run_provenance(header["environment"], protocol))
     failures, streak, start = 0, 0, time.perf_counter()
+    reference = None
     try:
         done = _indices(existing, ok_only=retry_errors)
         attempted = _indices(existing, ok_only=False)
@@ -162,14 +177,19 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
         skipped, retried = len(wanted) - len(todo), sum(i in attempted for i in todo)
         base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,
                 **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
-        reference = _prepare_reference(backend, config) if todo and reference_every > 0 else None
+        keep_reference = todo and reference_every > 0 and backend.persistent_runners
+        reference = _prepare_reference(backend, config) if keep_reference else None
 
         def time_reference() -> None:
             row = dict(base, kind="reference", index=-1, genotype=str(PUBLISHED[REFERENCE]), timestamp=_now())
+            runner = reference or _prepare_reference(backend, config)  # prepared afresh on some backends
             try:
-                timing = measure(reference, protocol)
+                timing = measure(runner, protocol)
             except Exception as exc:
                 raise _reference_error(backend, exc) from exc
+            finally:
+                if runner is not reference:
+                    runner.close()
             row.update(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
             writer.append(row)
 
@@ -184,7 +204,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
                                       "rerun to resume "
                                       "(--retry-errors measures the failed ones again)")
 
-        if reference is not None:
+        if todo and reference_every > 0:
             time_reference()
         for pos, index in enumerate(todo):
             genotype = sample(seed, index)
@@ -200,11 +220,13 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
                 g = sample(seed, again)
                 append(dict(base, kind="repeat", index=again, genotype=str(g), timestamp=_now(),
                             **time_genotype(backend, g, config, protocol, what=f"repeat of sample {again}")))
-            if reference is not None and (pos + 1) % reference_every == 0:
+            if reference_every > 0 and (pos + 1) % reference_every == 0:
                 time_reference()
             if progress:
                 progress(pos + 1, len(todo), failures)
     finally:
+        if reference is not None:
+            reference.close()
         writer.close()
     return CampaignResult(len(todo), failures, skipped, time.perf_counter() - start, retried, writer.dropped_line,
                           writer.set_aside)
@@ -230,3 +252,33 @@ def default_dataset_name(backend: str, device: str, config: NetConfig) -> str:
     """File name of the dataset for a backend and configuration, e.g. ``onnxruntime_cpu_b1_r32_c36_l20.parquet``."""
     return f"{backend}_{device}_b{config.batch}_r{config.resolution}_c{config.channels}_l{config.layers}.parquet"
 
+
+
+def bench_header(backend: Backend, protocol: MeasureProtocol, source: ModelSource) -> dict[str, Any]:
+    """The header of a file of ``latkit bench MODEL.onnx`` rows (kind 'model'): rows of one input shape, backend,
+    options and protocol share a file, whatever the model."""
+    env = environment(backend, protocol)
+    return {"format": FORMAT, "version": FORMAT_VERSION, "backend": backend.name, "device": backend.device,
+            "device_name": backend.device_name(), "config": {"input_shape": list(source.input_shape)},
+            "protocol": protocol.to_dict(), "backend_options": backend.options(), "seed": None,
+            "sampler_version": SAMPLER_VERSION, "environment": env}
+
+
+def bench_model(backend: Backend, source: ModelSource, protocol: MeasureProtocol,
+                out: str | Path | None = None) -> dict[str, Any]:
+    """Time a user's model with the protocol; with ``out``, append the row (kind 'model') to that file."""
+    backend.check_available()
+    row = dict(kind="model", seed=None, genotype=source.name, backend=backend.name, device=backend.device,
+               batch=source.input_shape[0], resolution=source.input_shape[-1] if len(source.input_shape) == 4 else None,
+               channels=None, layers=None, timestamp=_now())
+    row.update(time_model(backend, lambda: source, protocol, what=source.name))
+    if out is not None:
+        header = bench_header(backend, protocol, source)
+        writer, existing = open_writer(out, header, run_id=uuid.uuid4().hex[:12],
+                                       run=run_provenance(header["environment"], protocol))
+        try:
+            kinds = [] if existing is None else existing.table.column("kind").to_pylist()
+            writer.append(dict(row, index=kinds.count("model"), run_id=writer.run_id))
+        finally:
+            writer.close()
+    return row

@@ -86,9 +86,23 @@ def _shape(config: NetConfig | dict[str, Any]) -> str:
             f"{c['in_channels']}x{c['resolution']}x{c['resolution']}")
 
 
+def parse_backends(text: str | None) -> list[tuple[str, str]] | None:
+    """``torch,onnxruntime/cpu`` as (backend, device) pairs (device cpu unless given); None for None."""
+    if text is None:
+        return None
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, device = item.partition("/")
+        get_backend(name, device or "cpu").check_available()
+        pairs.append((name, device or "cpu"))
+    return pairs
+
+
 def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: Any, lambdas: list[float],
-              form: str, search: dict[str, Any], train: dict[str, Any], log: Log) -> dict[str, Any]:
-    """A search per lambda, each genotype (and DARTS_V2) trained and measured on every backend available here.
+              form: str, search: dict[str, Any], train: dict[str, Any], log: Log,
+              backends: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A search per lambda, each genotype (and DARTS_V2) trained and measured on ``backends`` (default: every
+    backend available here; the target is always among them).
 
     ``search`` holds ``run_search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
     ``train_genotype`` (epochs, layers, channels, batch_size, device). Accuracy is that of the network trained
@@ -109,7 +123,7 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
         result.update(lam=lam, form=form, predictor=predictor.kind)
         finish_search(result, target, target_device, predictor, False, sub)
         candidates.append((f"lambda={lam:g}", parse(result["genotype"])))
-    backends = available_backends()
+    backends = list(dict.fromkeys([(target, target_device)] + (backends or available_backends())))
     rows = []
     trained_config: dict[str, Any] = {}
     for name, genotype in candidates:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from latkit.backends.base import Backend, MeasureProtocol
+from latkit.backends.base import Backend, MeasureProtocol, ModelSource, Runner
 from latkit.cli import main
 from latkit.datasets.quality import summary, validate
 from latkit.datasets.store import journal_path, load, merge, open_writer
 from latkit.errors import LatkitError
 from latkit.measure import MeasurementBug, Shard, TooManyFailures, run_campaign
-from latkit.network import NetConfig, Network
-from latkit.space import sample
+from latkit.network import NetConfig
+from latkit.space import PUBLISHED, sample
 
 TINY_ARGS = ["--layers", "3", "--channels", "4", "--resolution", "8", "--repeats", "3", "--warmup-runs", "1",
              "--warmup-ms", "0"]
@@ -25,7 +25,7 @@ TINY = NetConfig(layers=3, channels=4, resolution=8)
 FAST = MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=2)
 
 
-class _Runner:
+class _Runner(Runner):
     device = "cpu"
 
     def run(self) -> None:
@@ -43,8 +43,8 @@ class FakeBackend(Backend):
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
-        if model.genotype.normal[0][0] == "max_pool_3x3":
+    def _prepare_impl(self, source: ModelSource) -> _Runner:
+        if source.network.genotype.normal[0][0] == "max_pool_3x3":
             raise RuntimeError("unsupported by the fake runtime")
         return _Runner()
 
@@ -144,14 +144,14 @@ def test_kill_9_loses_at_most_the_architecture_in_flight(tmp_path: Path) -> None
 class FixedBackend(FakeBackend):
     """The fake runtime after its max-pool bug was fixed: every architecture works."""
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+    def _prepare_impl(self, source: ModelSource) -> _Runner:
         return _Runner()
 
 
 class BrokenBackend(FakeBackend):
     """Every architecture fails, as on a backend whose device was lost."""
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+    def _prepare_impl(self, source: ModelSource) -> _Runner:
         raise RuntimeError("device lost")
 
 
@@ -170,7 +170,7 @@ class BuggyBackend(FakeBackend):
         super().__init__()
         self.exc, self.nth, self.stage, self.prepared = exc, nth, stage, 0
 
-    def _prepare_impl(self, model: Network, config: NetConfig) -> _Runner:
+    def _prepare_impl(self, source: ModelSource) -> _Runner:
         self.prepared += 1
         if self.prepared - 1 != self.nth:
             return _Runner()
@@ -306,3 +306,24 @@ def test_measure_cli_fault_flags_and_warnings(tmp_path: Path, capsys: pytest.Cap
     assert "measured 1 architectures" in captured.out
     assert captured.err.startswith("latkit: warning: cut off a partial last line (1)")
     assert _indices(out) == [0, 1]
+
+
+class CountingBackend(FixedBackend):
+    """Counts how often the reference architecture is prepared."""
+
+    def __init__(self, persistent: bool) -> None:
+        super().__init__()
+        self.persistent_runners, self.references = persistent, 0
+
+    def _prepare_impl(self, source: ModelSource) -> _Runner:
+        self.references += source.network.genotype == PUBLISHED["DARTS_V2"]
+        return _Runner()
+
+
+@pytest.mark.parametrize("persistent, prepared", [(True, 1), (False, 3)])
+def test_reference_is_prepared_afresh_where_runners_do_not_persist(tmp_path: Path, persistent: bool,
+                                                                   prepared: int) -> None:
+    backend = CountingBackend(persistent)
+    run_campaign(backend, TINY, FAST, seed=0, count=5, out=tmp_path / "r.parquet", reference_every=2, repeat_every=0)
+    assert backend.references == prepared  # at the start, after sample 2 and after sample 4
+    assert _indices(tmp_path / "r.parquet", "reference") == [-1, -1, -1]

@@ -55,10 +55,12 @@ def test_search_without_embedded_predictor_is_one_line(tmp_path: Path, capsys: p
 def test_sweep_table_and_plot(predictor_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambdas", "0,1",
-                 *TINY, "--train-epochs", "1", "--train-layers", "3", "--train-channels", "4", "--out", str(out)]) == 0
+                 "--backends", "torch", *TINY, "--train-epochs", "1", "--train-layers", "3", "--train-channels", "4",
+                 "--out", str(out)]) == 0
     doc = json.loads((out / "sweep.json").read_text())
     rows = doc["rows"]
     assert [r["name"] for r in rows] == ["DARTS_V2", "lambda=0", "lambda=1"]
+    assert all(set(r["latency_ms"]) == {"onnxruntime/cpu", "torch/cpu"} for r in rows)  # the target, and as asked
     assert all(r["latency_ms"]["torch/cpu"] > 0 and r["latency_ms"]["onnxruntime/cpu"] > 0 for r in rows)
     # accuracy and latency belong to different networks: both shapes are recorded and printed
     assert (doc["trained_config"]["layers"], doc["trained_config"]["channels"]) == (3, 4)

@@ -1,0 +1,66 @@
+"""torch.compile (TorchInductor): the network compiled before it is timed; compilation is never timed as latency.
+
+``prepare`` compiles and runs the network once, so the compile time lands in the row's ``prepare_ms`` and the
+timing loop sees only compiled code. ``regional`` (the default) compiles each cell module instead of the whole
+network: the network repeats two cell types, so Dynamo traces a handful of cell variants instead of one 20-cell
+graph (benchmarks/RESULTS.md has what each option costs). ``fullgraph`` is on: a graph break is an error, never
+code that silently runs partly eager. Resetting Dynamo (all cells share ``Cell.forward``'s cache, which would
+otherwise grow with every architecture and slow its guard checks) invalidates runners prepared before: keep one live
+runner at a time (``persistent_runners = False``). Dynamo's caches are reset before each architecture, so a
+campaign neither reuses another architecture's code nor grows without bound.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import torch
+
+from latkit.backends.base import ModelSource, Runner
+from latkit.backends.eager import TorchBackend, _TorchRunner
+from latkit.errors import LatkitError
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CACHE_SIZE_LIMIT = 64  # cell variants one network may compile; Dynamo's default (8) would leave cells eager
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """``torch.compile`` settings that decide the compiled code, hence the latency."""
+
+    mode: str = "default"
+    regional: bool = True
+
+
+class TorchCompileBackend(TorchBackend):
+    name = "torch-compile"
+    Options = CompileOptions
+    persistent_runners = False  # each prepare resets Dynamo: one live runner at a time
+
+    def _check_options(self) -> None:
+        if self.opts.mode not in MODES:
+            raise LatkitError(f"torch-compile mode must be one of {', '.join(MODES)}, got {self.opts.mode!r}")
+
+    def _available_impl(self) -> tuple[bool, str]:
+        if self.device == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return False, "TorchInductor compiles C++ for the CPU and finds no C++ compiler (install g++)"
+        return True, ""
+
+    def _prepare_impl(self, source: ModelSource) -> Runner:
+        torch._dynamo.reset()
+        model = source.network.to(self.device)
+        if self.opts.regional:
+            for cell in model.cells:
+                cell.compile(mode=self.opts.mode, dynamic=False, fullgraph=True)
+        else:
+            model = torch.compile(model, mode=self.opts.mode, dynamic=False, fullgraph=True)
+        runner = _TorchRunner(model, torch.randn(source.input_shape, device=self.device), self.device, self.threads)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        with config.patch({name: CACHE_SIZE_LIMIT, f"accumulated_{name}": 4 * CACHE_SIZE_LIMIT}):
+            runner.activate()  # compile with the protocol's threads
+            try:
+                runner.run()
+            finally:
+                runner.deactivate()
+        return runner
