@@ -64,8 +64,8 @@ def test_torch_compile_times_compiled_code_only() -> None:
 
 
 def test_torch_compile_options() -> None:
-    assert get_backend("torch-compile", options={"regional": "false"}).options() == {"mode": "default",
-                                                                                    "regional": False}
+    assert get_backend("torch-compile").options() == {"mode": "default", "regional": False}  # the whole network
+    assert get_backend("torch-compile", options={"regional": "true"}).options()["regional"] is True
     with pytest.raises(LatkitError, match="regional must be true or false"):
         get_backend("torch-compile", options={"regional": "maybe"})
     with pytest.raises(LatkitError, match="mode must be one of"):
