@@ -19,6 +19,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_id() -> str:
+    """Vendor, family, model, stepping, microcode and nominal clock: two hosts with the same model name (a VM's
+    'AMD EPYC') can differ in all of these, and in latency."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return platform.processor() or platform.machine()
+    mhz = fields.get("cpu MHz", "")
+    return (f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+            f"stepping {fields.get('stepping', '?')} microcode {fields.get('microcode', '?')}, "
+            f"{round(float(mhz)) if mhz else '?'} MHz")
+
+
 def gpu_info() -> dict[str, str]:
     """GPU model, driver and clocks as found (read-only: never changes the card's settings)."""
     import torch
@@ -47,6 +67,7 @@ def fingerprint(device: str) -> dict[str, object]:
 
     fp: dict[str, object] = {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",

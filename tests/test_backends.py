@@ -104,3 +104,11 @@ def test_cuda_runners_time_on_their_own_stream(name: str) -> None:
 def test_a_protocol_that_cannot_finish_is_refused(field: str, value: float) -> None:
     with pytest.raises(LatkitError, match="invalid protocol"):
         MeasureProtocol(**{field: value})
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo on this OS")
+def test_fingerprint_tells_cpus_of_one_model_name_apart() -> None:
+    from latkit.env import fingerprint
+
+    env = fingerprint("cpu")
+    assert " family " in env["cpu_id"] and " stepping " in env["cpu_id"] and env["cpu_id"].endswith(" MHz")
