@@ -297,15 +297,33 @@ def _cmd_dataset_validate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from latkit.predictors import fit_dataset
+    from latkit.predictors.fitting import FEW_ROWS, fit_transfer
 
-    predictor, held_out = fit_dataset(args.dataset, args.model, stat=args.stat, train_size=args.train_size,
-                                      seed=args.seed)
+    if args.prior:
+        predictor, held_out = fit_transfer(args.dataset, args.prior, stat=args.stat, train_size=args.train_size,
+                                           seed=args.seed, prior_kind=args.prior_model)
+    else:
+        predictor, held_out = fit_dataset(args.dataset, args.model, stat=args.stat, train_size=args.train_size,
+                                          seed=args.seed)
+        if predictor.meta["training_size"] < FEW_ROWS[args.model]:
+            print(f"latkit: warning: {predictor.meta['training_size']} architectures are few for a from-scratch "
+                  f"{args.model} (its errors are mostly noise below {FEW_ROWS[args.model]}); a transfer fit from "
+                  "an existing predictor needs far fewer: --prior BACKEND", file=sys.stderr)
     predictor.save(args.out)
+    meta = predictor.meta
+    what = f"{predictor.kind} on {meta['training_size']} architectures of {args.dataset} ({args.stat})"
+    if held_out is None:
+        r = meta["fit_report"]
+        console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%, scales "
+                      f"{', '.join(f'{a:.3f}' for a in r['scales'])}, shift {r['shift_ms']:.3f} ms, corrections: "
+                      f"per op group {r['group_ridge'] or 'none'}, per edge {r['edge_ridge'] or 'none'}; "
+                      f"{100 * predictor.params['level']:.0f}% interval +-"
+                      f"{100 * predictor.interval_rel:.1f}% -> {args.out}", highlight=False)
+        return 0
     m, c = held_out, held_out["undisturbed"]
-    console.print(f"{args.model} on {predictor.meta['training_size']} architectures of {args.dataset} ({args.stat}); "
-                  f"held-out {m['n']}: MAPE {m['mape_pct']:.2f}% ({c['n']} undisturbed: {c['mape_pct']:.2f}%), "
+    console.print(f"{what}; held-out {m['n']}: MAPE {m['mape_pct']:.2f}% ({c['n']} undisturbed: {c['mape_pct']:.2f}%), "
                   f"RMSE {m['rmse_ms']:.3f} ms, within 5% {m['within5_pct']:.1f}%, within 10% "
-                  f"{m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; fit {predictor.meta['fit_seconds']:.1f} s "
+                  f"{m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; fit {meta['fit_seconds']:.1f} s "
                   f"-> {args.out}", highlight=False)
     return 0
 
@@ -563,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS,
                    help="latency statistic to learn (default %(default)s)")
     p.add_argument("--train-size", type=POSITIVE_INT, help="use only this many training architectures")
+    p.add_argument("--prior", action="append", metavar="BACKEND|DIR",
+                   help="few-shot: transfer from this predictor (repeatable); the dataset may hold only a few rows")
+    p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
+                   help="which embedded predictor, when --prior is a backend (default %(default)s)")
     p.add_argument("--seed", type=COUNT, default=0)
     p.set_defaults(handler=_cmd_fit)
 

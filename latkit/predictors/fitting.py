@@ -101,22 +101,63 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
     predictor = make_predictor(kind, **params)
     report, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
     held_out = held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
-    h = ds.header
-    predictor.meta = {
-        "backend": h["backend"], "device": h["device"], "device_name": h.get("device_name"), "config": h["config"],
-        "stat": stat, "dataset": Path(path).name, "dataset_hash": dataset_hash(i_tr[pick], y_tr[pick]),
-        "environment_hash": hashlib.sha256(json.dumps(h["environment"], sort_keys=True).encode()).hexdigest()[:16],
-        "environment": h["environment"], "training_size": int(len(pick)), "held_out": held_out,
-        "fit_seconds": fit_s, "fit_report": report,
-    }
+    predictor.meta = _meta(ds, path, stat, i_tr[pick], y_tr[pick], held_out, fit_s, report)
     return predictor, held_out
 
 
+def _meta(ds: Dataset, path: str | Path, stat: str, index: np.ndarray, y: np.ndarray, held_out: dict[str, Any] | None,
+          fit_s: float, report: dict[str, Any]) -> dict[str, Any]:
+    """What a fitted predictor records about its data: target, dataset, the rows it saw, held-out scores."""
+    h = ds.header
+    return {
+        "backend": h["backend"], "device": h["device"], "device_name": h.get("device_name"), "config": h["config"],
+        "stat": stat, "dataset": Path(path).name, "dataset_hash": dataset_hash(index, y),
+        "environment_hash": hashlib.sha256(json.dumps(h["environment"], sort_keys=True).encode()).hexdigest()[:16],
+        "environment": h["environment"], "training_size": int(len(index)), "held_out": held_out,
+        "fit_seconds": fit_s, "fit_report": report,
+    }
+
+
+def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, train_size: int | None = None,
+                 seed: int = 0, prior_kind: str = "mlp") -> tuple[Predictor, dict[str, Any] | None]:
+    """A few-shot predictor for the dataset's target from existing predictors (backend names or directories).
+
+    Without ``train_size`` every undisturbed row of the (small) dataset is used and the scores are leave-one-out
+    (no rows are held out); with it, ``train_size`` rows of the training split are used and the fixed held-out split
+    scores the result, as for ``fit_dataset``. Returns the predictor and its held-out scores (None without them).
+    """
+    from latkit.predictors.transfer import TransferPredictor
+
+    ds = load(path)
+    x, y, index, clean = dataset_xy(ds, stat)
+    loaded = [load_predictor(p, device=ds.header.get("device", "cpu"), kind=prior_kind) for p in priors]
+    predictor = TransferPredictor(loaded)
+    if train_size is None:
+        rows, test = np.flatnonzero(clean), None
+    else:
+        train, test = split(index, clean)
+        rows = np.flatnonzero(train)[training_subset(int(train.sum()), train_size, seed)]
+    report, fit_s = timed_fit(predictor, x[rows], y[rows], seed)
+    held_out = None if test is None else held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
+    predictor.meta = _meta(ds, path, stat, index[rows], y[rows], held_out, fit_s, report)
+    predictor.meta["priors"] = [{"spec": spec, "kind": p.kind, "backend": p.meta.get("backend"),
+                                 "device": p.meta.get("device"), "config": p.meta.get("config"),
+                                 "dataset": p.meta.get("dataset")} for spec, p in zip(priors, loaded)]
+    return predictor, held_out
+
+
+# from-scratch predictors below this many rows are mostly noise: latkit says so and suggests a transfer fit
+FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60}
+
+
 def load_dir(directory: str | Path) -> Predictor:
+    from latkit.predictors.transfer import TransferPredictor
+
     doc = read_meta(directory)
-    if doc["kind"] not in PREDICTORS:
+    kinds = {**PREDICTORS, TransferPredictor.kind: TransferPredictor}
+    if doc["kind"] not in kinds:
         raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r}")
-    predictor = PREDICTORS[doc["kind"]](**doc["params"])
+    predictor = kinds[doc["kind"]](**doc["params"])
     predictor.meta = doc["meta"]
     predictor._load_weights(Path(directory))
     return predictor

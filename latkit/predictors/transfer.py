@@ -1,0 +1,139 @@
+"""Few-shot transfer: a predictor for a new backend or shape from a handful of measurements and existing predictors.
+
+``prediction = sum_k a_k * prior_k(x) + b + x . delta``: each prior (a predictor fitted on another backend, device or
+network shape) is rescaled, and a correction ``delta`` is added: per op group (``op_groups``: 28 counts, what an op
+type costs where it sits) and per (cell, edge, op), each shrunk toward zero by a ridge penalty. Whether to use each
+correction and how strongly to shrink it is chosen by exact leave-one-out error (closed form) with the
+one-standard-error rule, so with 5 measurements the fit is essentially a scale and shift of the priors, and with more
+the corrections learn what the priors miss. The chosen fit's LOO residuals give the prediction interval (split-conformal, relative).
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from latkit.predictors.base import Predictor, PredictorError
+from latkit.space import EDGES_PER_CELL, ENCODING_SIZE, NODES, PRIMITIVES
+
+ALPHAS = tuple(10.0 ** k for k in range(-3, 3))  # ridge strengths tried for each correction (times n)
+MIN_ROWS = 3  # a scale and a shift need 2; one more to leave one out
+
+
+def op_groups() -> np.ndarray:
+    """The ``(224, 28)`` 0/1 matrix that sums an encoding into per-group op counts: per cell type and op, how often
+    the op reads a cell input (node 0 or 1; strided in a reduction cell) and how often an intermediate node.
+    Backends differ mostly in what each kind of op costs, which these 28 counts identify from a handful of rows
+    where 224 per-edge costs cannot; being linear in the encoding, they keep the predictor differentiable."""
+    from_input = [j < 2 for node in range(NODES) for j in range(node + 2)]
+    m = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), 2, 2, len(PRIMITIVES) - 1))
+    for c in range(2):
+        for e in range(EDGES_PER_CELL):
+            for o in range(1, len(PRIMITIVES)):
+                m[c, e, o, c, 0 if from_input[e] else 1, o - 1] = 1.0
+    return m.reshape(ENCODING_SIZE, -1)
+
+
+def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of ``min |a c - y|^2 + c' diag(penalty) c`` and the leave-one-out residuals (hat matrix)."""
+    gram = a.T @ a + np.diag(penalty)
+    coef = np.linalg.lstsq(gram, a.T @ y, rcond=None)[0]
+    hat = np.einsum("ij,ji->i", a, np.linalg.pinv(gram) @ a.T)
+    resid = y - a @ coef
+    return coef, resid / np.clip(1.0 - hat, 1e-6, None)
+
+
+class TransferPredictor(Predictor):
+    """Rescaled priors plus a shrunk per-op correction (see the module docstring); differentiable if every prior is."""
+
+    kind = "transfer"
+    DEFAULTS: dict[str, Any] = {"level": 0.9}
+
+    def __init__(self, priors: list[Predictor] | None = None, **params: Any):
+        super().__init__(**{**self.DEFAULTS, **params})
+        self.priors = list(priors or [])
+        self.coef = np.zeros(0)  # scale per prior, then the shift (ms)
+        self.delta = np.zeros(ENCODING_SIZE)  # correction per (cell, edge, op), ms
+        self.interval_rel = float("nan")  # half-width of the prediction interval, relative to the prediction
+
+    @property
+    def differentiable(self) -> bool:  # type: ignore[override]
+        return bool(self.priors) and all(p.differentiable for p in self.priors)
+
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        """Choose, by exact leave-one-out MAPE, how strongly to shrink a per-group and a per-edge correction (or to
+        leave them out); the chosen fit's leave-one-out residuals give the interval."""
+        x = self._check_input(x).astype(np.float64)
+        y = np.asarray(y_ms, dtype=np.float64)
+        if not self.priors:
+            raise PredictorError("a transfer fit needs at least one prior predictor (--prior)")
+        if len(y) < MIN_ROWS:
+            raise PredictorError(f"a transfer fit needs at least {MIN_ROWS} measured architectures, got {len(y)}")
+        groups = op_groups()
+        free = np.column_stack([p.predict_ms(x) for p in self.priors] + [np.ones(len(x))])
+        blocks = [free, x @ groups, x]
+        fits = []
+        for a_group, a_edge in itertools.product((None,) + ALPHAS, (None,) + ALPHAS):
+            used = [True, a_group is not None, a_edge is not None]
+            a = np.column_stack([b for b, u in zip(blocks, used) if u])
+            penalty = np.concatenate([np.zeros(free.shape[1])]
+                                     + ([np.full(groups.shape[1], a_group * len(y))] if used[1] else [])
+                                     + ([np.full(ENCODING_SIZE, a_edge * len(y))] if used[2] else []))
+            coef, loo = _solve(a, y, penalty)
+            ape = np.abs(loo) / y
+            # simplest first: no per-edge correction before one, no group correction before one, stronger shrinkage
+            simplicity = (used[2], used[1], -np.log10(a_edge or 1e9), -np.log10(a_group or 1e9))
+            fits.append((simplicity, float(ape.mean()), float(ape.std() / np.sqrt(len(y))), a_group, a_edge, coef, loo))
+        # the one-standard-error rule: the simplest fit whose leave-one-out error is within one standard error of
+        # the best (choosing among 49 fits by their LOO error alone overfits the choice when rows are few)
+        best = min(fits, key=lambda f: f[1])
+        _, score, _, a_group, a_edge, coef, loo = min((f for f in fits if f[1] <= best[1] + best[2]),
+                                                      key=lambda f: f[0])
+        k = free.shape[1]
+        self.coef = coef[:k]
+        rest = coef[k:]
+        self.delta = np.zeros(ENCODING_SIZE)
+        if a_group is not None:
+            self.delta += groups @ rest[:groups.shape[1]]
+            rest = rest[groups.shape[1]:]
+        if a_edge is not None:
+            self.delta += rest
+        pred = self.predict_ms(x)
+        rank = min(1.0, self.params["level"] * (1 + 1 / len(y)))  # split-conformal quantile
+        self.interval_rel = float(np.quantile(np.abs(loo) / np.abs(pred), rank))
+        return {"loo_mape_pct": 100 * score, "group_ridge": a_group, "edge_ridge": a_edge,
+                "scales": self.coef[:-1].tolist(), "shift_ms": float(self.coef[-1])}
+
+    def predict_ms(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x).astype(np.float64)
+        return sum(c * p.predict_ms(x) for c, p in zip(self.coef, self.priors)) + self.coef[-1] + x @ self.delta
+
+    def interval_ms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``level`` prediction interval (ms), from the leave-one-out residuals of the fit."""
+        pred = self.predict_ms(x)
+        return pred * (1 - self.interval_rel), pred * (1 + self.interval_rel)
+
+    def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.differentiable:
+            raise PredictorError("a transfer predictor is differentiable only if all its priors are (mlp, additive)")
+        x = x.to(torch.float32)
+        out = sum(float(c) * p.torch_ms(x) for c, p in zip(self.coef, self.priors)) + float(self.coef[-1])
+        return out + x @ torch.as_tensor(self.delta, dtype=torch.float32, device=x.device)
+
+    def _save_weights(self, directory: Path) -> None:
+        save_file({"coef": torch.from_numpy(self.coef), "delta": torch.from_numpy(self.delta),
+                   "interval_rel": torch.tensor([self.interval_rel], dtype=torch.float64)},
+                  str(directory / "weights.safetensors"))
+        for i, prior in enumerate(self.priors):
+            prior.save(directory / f"prior_{i}")
+
+    def _load_weights(self, directory: Path) -> None:
+        from latkit.predictors.fitting import load_dir
+
+        t = load_file(str(directory / "weights.safetensors"))
+        self.coef, self.delta, self.interval_rel = t["coef"].numpy(), t["delta"].numpy(), float(t["interval_rel"][0])
+        self.priors = [load_dir(p) for p in sorted(directory.glob("prior_*"), key=lambda p: int(p.name[6:]))]

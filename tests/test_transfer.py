@@ -1,0 +1,97 @@
+"""Few-shot transfer: a predictor for a new target from a few rows and an existing predictor."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import known_latency
+from latkit.cli import main
+from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
+from latkit.predictors import PredictorError, fit_dataset
+from latkit.predictors.fitting import fit_transfer, load_dir
+from latkit.predictors.transfer import TransferPredictor, op_groups
+from latkit.space import encode, encode_many, sample
+
+
+def target_dataset(path: Path, latency, count: int, noise: float = 0.0) -> Path:
+    """A dataset of ``count`` samples of seed 3 whose min_ms is ``latency(encoding)`` times (1 + noise)."""
+    header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "torch", "device": "cpu",
+              "config": {"batch": 1}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
+    writer, _ = open_writer(path, header)
+    writer.compact_every = 10_000
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        g = sample(3, i)
+        ms = float(latency(encode(g)[None])[0]) * (1 + noise * rng.standard_normal())
+        writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "torch",
+                       "device": "cpu", **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms",
+                                                          "iqm_ms")}, "std_ms": 0.0, "n": 1, "status": "ok",
+                       "error": "", "timestamp": str(i), "run_id": "t"})
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def prior(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    predictor, _ = fit_dataset(dataset, "additive")  # the synthetic onnxruntime dataset: the "other backend"
+    return predictor.save(tmp_path_factory.mktemp("prior") / "additive")
+
+
+def test_a_rescaled_target_is_learned_from_five_rows(prior: Path, tmp_path: Path) -> None:
+    path = target_dataset(tmp_path / "t.parquet", lambda x: 1.7 * known_latency(x) + 3.0, 600)
+    transfer, held = fit_transfer(path, [str(prior)], train_size=5)
+    _, scratch = fit_dataset(path, "additive", train_size=5)
+    # about the prior's own error (an additive table for a latency with an interaction: 4% held-out), rescaled
+    assert held["mape_pct"] < 7.0 and held["spearman"] > 0.9
+    # five rows cannot teach 224 costs from scratch
+    assert scratch["mape_pct"] > 1.5 * held["mape_pct"] and scratch["spearman"] < held["spearman"] - 0.3
+    assert transfer.meta["priors"][0]["backend"] == "onnxruntime" and transfer.meta["training_size"] == 5
+
+
+def test_what_the_prior_misses_is_learned_per_op_group(prior: Path, tmp_path: Path) -> None:
+    extra = op_groups()[:, 3] * 4.0  # the target's sep_conv_3x3 on cell inputs of normal cells costs 4 ms more
+    path = target_dataset(tmp_path / "g.parquet", lambda x: known_latency(x) + x @ extra, 600)
+    transfer, held = fit_transfer(path, [str(prior)], train_size=30)
+    assert transfer.meta["fit_report"]["group_ridge"] is not None
+    assert held["mape_pct"] < 0.5 * fit_transfer(path, [str(prior)], train_size=3)[1]["mape_pct"]
+
+
+def test_interval_covers_about_its_level(prior: Path, tmp_path: Path) -> None:
+    path = target_dataset(tmp_path / "n.parquet", lambda x: 1.2 * known_latency(x), 1000, noise=0.03)
+    transfer, _ = fit_transfer(path, [str(prior)], train_size=60, seed=1)
+    x = encode_many(sample(3, i) for i in range(500, 1000))
+    y = 1.2 * known_latency(x) * (1 + 0.03 * np.random.default_rng(7).standard_normal(len(x)))
+    lo, hi = transfer.interval_ms(x)
+    assert 0.82 <= float(np.mean((lo <= y) & (y <= hi))) <= 0.97  # a 90% interval
+
+
+def test_save_load_and_the_differentiable_path(prior: Path, tmp_path: Path) -> None:
+    path = target_dataset(tmp_path / "s.parquet", lambda x: 0.8 * known_latency(x) + 1.0, 200)
+    transfer, _ = fit_transfer(path, [str(prior)], train_size=40)
+    again = load_dir(transfer.save(tmp_path / "saved"))
+    x = encode_many(sample(9, i) for i in range(20))
+    np.testing.assert_allclose(again.predict_ms(x), transfer.predict_ms(x), rtol=1e-9)
+    assert again.differentiable and again.meta["priors"] == transfer.meta["priors"]
+    w = torch.full((2, 14, 8), 1 / 8, requires_grad=True)
+    ms = again.torch_ms(encode((w[0], w[1])))
+    ms.backward()
+    assert w.grad.abs().sum() > 0
+    onehot = torch.from_numpy(x[:3])
+    np.testing.assert_allclose(again.torch_ms(onehot).detach().numpy(), again.predict_ms(x[:3]), rtol=1e-4)
+
+
+def test_too_few_rows_and_no_prior_are_refused(prior: Path, tmp_path: Path, capsys) -> None:
+    path = target_dataset(tmp_path / "f.parquet", known_latency, 2)
+    with pytest.raises(PredictorError, match="at least 3 measured architectures, got 2"):
+        fit_transfer(path, [str(prior)])
+    with pytest.raises(PredictorError, match="at least one prior"):
+        TransferPredictor([]).fit(np.zeros((5, 224), np.float32), np.ones(5))
+    small = target_dataset(tmp_path / "c.parquet", lambda x: 2 * known_latency(x), 12)
+    assert main(["fit", "--dataset", str(small), "--prior", str(prior), "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "transfer on 12 architectures" in out and "leave-one-out MAPE" in out and "interval" in out
+    assert main(["fit", "--dataset", str(small), "--model", "additive", "--out", str(tmp_path / "q")]) == 0
+    assert "few for a from-scratch additive" in capsys.readouterr().err
