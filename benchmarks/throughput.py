@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/throughput.py [DATASET ...] [--split 20]
 Reads the campaign's own per-row stage timings (build, prepare, warm-up, timed loop) from each dataset, and the
-campaign's wall-clock rate from its timestamps (gaps over 5 minutes, i.e. pauses between resumed runs, excluded).
+campaign's wall-clock rate from its timestamps (each run, from its first row to its last: the pauses between
+resumed runs are excluded).
 ``--split N`` also times N architectures to split onnxruntime's prepare into ONNX export and session creation.
 """
 from __future__ import annotations
@@ -17,12 +18,15 @@ from latkit.datasets import shipped
 from latkit.datasets.store import load
 
 
-def campaign_rate_per_hour(timestamps: list[str]) -> tuple[float, float]:
-    """(architecture rows per hour of active measuring, active hours); pauses > 5 min are not counted."""
-    t = np.array(sorted(dt.datetime.fromisoformat(s).timestamp() for s in timestamps))
-    gaps = np.diff(t)
-    active_s = float(gaps[gaps < 300].sum())
-    return (len(t) - 1) / active_s * 3600, active_s / 3600
+def campaign_rate_per_hour(timestamps: list[str], run_ids: list[str]) -> tuple[float, float]:
+    """(rows per hour of active measuring, active hours): each run (a start or a resume: its own run_id) counts
+    from its first to its last row, so the pauses between runs are not counted, however long a row takes."""
+    runs: dict[str, list[float]] = {}
+    for stamp, run in zip(timestamps, run_ids):
+        runs.setdefault(run, []).append(dt.datetime.fromisoformat(stamp).timestamp())
+    active_s = sum(max(t) - min(t) for t in runs.values())
+    rows = sum(len(t) - 1 for t in runs.values())  # rows measured after each run's first
+    return rows / active_s * 3600, active_s / 3600
 
 
 def split_prepare(count: int) -> dict[str, float]:
@@ -59,7 +63,7 @@ def main() -> None:
         ds = load(path)
         t = ds.table
         ok = ds.samples()
-        rate, hours = campaign_rate_per_hour(t.column("timestamp").to_pylist())
+        rate, hours = campaign_rate_per_hour(t.column("timestamp").to_pylist(), t.column("run_id").to_pylist())
         share = ok.num_rows / t.num_rows
         med = {c: float(np.median(ok.column(c).to_numpy())) for c in ("build_ms", "prepare_ms", "warmup_ms",
                                                                      "timing_ms")}
