@@ -176,6 +176,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
 
     from latkit.backends.registry import get_backend
     from latkit.measure import Shard, default_dataset_name, run_campaign
+    from latkit.selection import select_indices
 
     config = _net_config(args)
     protocol = _protocol(args)
@@ -203,6 +204,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
 
         try:
             result = run_campaign(backend, config, protocol, seed=args.seed, count=args.count, out=out,
+                                  indices=select_indices(args.seed, args.count, args.select, args.pool),
                                   shard=Shard.parse(args.shard), force=args.force,
                                   reference_every=args.reference_every, repeat_every=args.repeat_every,
                                   retry_errors=args.retry_errors, max_consecutive_failures=args.max_failures,
@@ -499,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     from latkit.predictors.models import PREDICTORS
     from latkit.search.data import DATASETS
     from latkit.search.penalty import FORMS
+    from latkit.selection import METHODS
 
     differentiable = [k for k, cls in PREDICTORS.items() if cls.differentiable]
     devices = list_devices()
@@ -534,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=devices)
     _add_backend_option(p)
     p.add_argument("--count", type=COUNT, required=True, help="campaign size: sample indices 0..N-1")
+    p.add_argument("--select", default="first", choices=METHODS,
+                   help="which N: the first (default), random, or diverse (a design for few-shot transfer fits) "
+                        "among the first --pool architectures")
+    p.add_argument("--pool", type=POSITIVE_INT, help="candidates for --select (default max(20 N, 1000))")
     p.add_argument("--seed", type=COUNT, default=0, help="sampling campaign seed (default 0)")
     p.add_argument("--shard", default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
     p.add_argument("--out", help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")

@@ -155,8 +155,9 @@ def _indices(ds: Dataset | None, ok_only: bool) -> set[int]:
 def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol, *, seed: int, count: int,
                  out: str | Path, shard: Shard = Shard(), force: bool = False, reference_every: int = 100,
                  repeat_every: int = 20, retry_errors: bool = False, max_consecutive_failures: int = 10,
-                 progress: Progress | None = None) -> CampaignResult:
-    """Measure sample indices ``0..count-1`` of ``shard`` that ``out`` does not hold yet (with ``retry_errors``,
+                 indices: list[int] | None = None, progress: Progress | None = None) -> CampaignResult:
+    """Measure sample indices ``0..count-1`` (or ``indices``, e.g. from ``latkit.selection``) of ``shard`` that
+    ``out`` does not hold yet (with ``retry_errors``,
     also those it holds only error rows for). Stops with ``TooManyFailures`` after ``max_consecutive_failures``
     failed architectures in a row (0: never), and with ``MeasurementBug`` on a programming error; ``out`` keeps
     every row written and is locked against other writers throughout."""
@@ -172,7 +173,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
     try:
         done = _indices(existing, ok_only=retry_errors)
         attempted = _indices(existing, ok_only=False)
-        wanted = [i for i in range(count) if i in shard]
+        wanted = [i for i in (range(count) if indices is None else indices) if i in shard]
         todo = [i for i in wanted if i not in done]
         skipped, retried = len(wanted) - len(todo), sum(i in attempted for i in todo)
         base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,

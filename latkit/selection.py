@@ -1,0 +1,43 @@
+"""Which architectures to measure when only a few can be: ``latkit measure --count N --select random|diverse``.
+
+``diverse`` is a greedy D-optimal design over the features a transfer fit learns from (the 28 op-group counts of
+``latkit.predictors.transfer.op_groups`` and a constant): each next architecture is the candidate with the largest
+leverage ``f' (F'F + I)^-1 f`` given those chosen so far, i.e. the one the current design knows least about. Both
+methods draw from the first ``pool`` architectures of the sampling campaign and depend only on (seed, count, pool).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from latkit.errors import LatkitError
+from latkit.space import encode_many, sample
+
+METHODS = ("first", "random", "diverse")
+
+
+def select_indices(seed: int, count: int, method: str = "first", pool: int | None = None) -> list[int]:
+    """``count`` sample indices of campaign ``seed`` chosen by ``method`` among the first ``pool`` (default
+    ``max(20 * count, 1000)``); 'first' is ``0 .. count - 1``."""
+    if method not in METHODS:
+        raise LatkitError(f"unknown selection {method!r} (known: {', '.join(METHODS)})")
+    if method == "first" or count == 0:
+        return list(range(count))
+    pool = max(20 * count, 1000) if pool is None else pool
+    if pool < count:
+        raise LatkitError(f"cannot select {count} architectures from a pool of {pool}")
+    if method == "random":
+        rng = np.random.default_rng([seed, count, pool])
+        return sorted(int(i) for i in rng.choice(pool, size=count, replace=False))
+    from latkit.predictors.transfer import op_groups
+
+    f = np.column_stack([np.ones(pool), encode_many(sample(seed, i) for i in range(pool)) @ op_groups()])
+    inverse = np.eye(f.shape[1])  # (F'F + I)^-1 of the empty design
+    chosen: list[int] = []
+    for _ in range(count):
+        leverage = np.einsum("ij,jk,ik->i", f, inverse, f)
+        leverage[chosen] = -np.inf
+        i = int(np.argmax(leverage))  # ties: the lowest index
+        chosen.append(i)
+        v = inverse @ f[i]
+        inverse -= np.outer(v, v) / (1.0 + f[i] @ v)  # Sherman-Morrison: add row i
+    return sorted(chosen)
