@@ -388,6 +388,32 @@ def _checked_predictor(spec: str, backend: str | None, device: str, kind: str, f
     return predictor
 
 
+def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets import shipped
+    from latkit.predictors import bench
+
+    datasets = args.dataset or [str(p) for p in shipped()]
+    if len(datasets) < 2:
+        raise LatkitError("a transfer benchmark needs at least two datasets (--dataset, repeatable)")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise LatkitError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    if min(sizes) < 3:
+        raise LatkitError(f"--sizes must be >= 3 (a transfer fit needs 3 rows), got {args.sizes!r}")
+    rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False))
+    table = bench.transfer_markdown(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "transfer.md").write_text(table)
+        (out / "transfer.json").write_text(json.dumps(rows))
+        for path in bench.transfer_plot(rows, out):
+            console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
     from latkit.backends.registry import get_backend
     from latkit.measure import bench_model
@@ -615,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS)
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)
+    p = bench_sub.add_parser("transfer", help="few-shot transfer between every pair of datasets, N = 5..100")
+    p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--sizes", default="5,10,20,50,100")
+    p.add_argument("--draws", type=POSITIVE_INT, default=20, help="random draws per N (default %(default)s)")
+    p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
+    p.set_defaults(handler=_cmd_bench_transfer)
     p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")
     p.add_argument("model", help="an ONNX file with one float32 input")
     p.add_argument("--backend", required=True, choices=[n for n in list_backends() if backend_class(n).reads == "onnx"])

@@ -28,16 +28,25 @@ def select_indices(seed: int, count: int, method: str = "first", pool: int | Non
     if method == "random":
         rng = np.random.default_rng([seed, count, pool])
         return sorted(int(i) for i in rng.choice(pool, size=count, replace=False))
+    return sorted(d_optimal(design_features([sample(seed, i) for i in range(pool)]), count))
+
+
+def design_features(genotypes: list) -> np.ndarray:
+    """A constant and the op-group counts of each genotype: what a transfer fit learns from."""
     from latkit.predictors.transfer import op_groups
 
-    f = np.column_stack([np.ones(pool), encode_many(sample(seed, i) for i in range(pool)) @ op_groups()])
-    inverse = np.eye(f.shape[1])  # (F'F + I)^-1 of the empty design
+    return np.column_stack([np.ones(len(genotypes)), encode_many(genotypes) @ op_groups()])
+
+
+def d_optimal(features: np.ndarray, count: int) -> list[int]:
+    """Greedy D-optimal design: ``count`` rows of ``features``, each the one of largest leverage given the chosen."""
+    inverse = np.eye(features.shape[1])  # (F'F + I)^-1 of the empty design
     chosen: list[int] = []
     for _ in range(count):
-        leverage = np.einsum("ij,jk,ik->i", f, inverse, f)
+        leverage = np.einsum("ij,jk,ik->i", features, inverse, features)
         leverage[chosen] = -np.inf
         i = int(np.argmax(leverage))  # ties: the lowest index
         chosen.append(i)
-        v = inverse @ f[i]
-        inverse -= np.outer(v, v) / (1.0 + f[i] @ v)  # Sherman-Morrison: add row i
-    return sorted(chosen)
+        v = inverse @ features[i]
+        inverse -= np.outer(v, v) / (1.0 + features[i] @ v)  # Sherman-Morrison: add row i
+    return chosen

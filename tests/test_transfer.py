@@ -95,3 +95,15 @@ def test_too_few_rows_and_no_prior_are_refused(prior: Path, tmp_path: Path, caps
     assert "transfer on 12 architectures" in out and "leave-one-out MAPE" in out and "interval" in out
     assert main(["fit", "--dataset", str(small), "--model", "additive", "--out", str(tmp_path / "q")]) == 0
     assert "few for a from-scratch additive" in capsys.readouterr().err
+
+
+def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -> None:
+    target = target_dataset(tmp_path / "torch_like.parquet", lambda x: 1.5 * known_latency(x) + 2.0, 400)
+    assert main(["bench", "transfer", "--dataset", str(dataset), "--dataset", str(target), "--sizes", "5,20",
+                 "--draws", "2", "--out", str(tmp_path / "b")]) == 0
+    table = (tmp_path / "b" / "transfer.md").read_text()
+    assert table.count("\n") == 2 + 2 * 2  # header, rule, two pairs x two sizes
+    assert "synthetic -> torch_like | 20 |" in table
+    assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
+    assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2
+    assert "at least two datasets" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
-from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, held_out_scores, split, training_subset
+from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, held_out_scores, metrics, split, training_subset
 from latkit.predictors.models import list_predictors, make_predictor, timed_fit
 
 SIZES = (250, 500, 1000, 2000, None)  # None: every training row
@@ -121,5 +121,109 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
         fig.tight_layout()
         written.append(out_dir / f"predicted_vs_measured_{stem}.png")
         fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
+
+TRANSFER_SIZES = (5, 10, 20, 50, 100)
+
+
+def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER_SIZES, draws: int = 20,
+                 stat: str = DEFAULT_STAT, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """For every (prior, target) pair of datasets and every N: transfer fits from the prior dataset's full-data MLP
+    (fitted here on its training split) to N target rows, over ``draws`` random draws and once with the diverse
+    design, against a from-scratch additive fit on the same rows and the target's full-data MLP; scored on the
+    target's fixed held-out split (undisturbed rows), with the 90% interval's coverage."""
+    from latkit.predictors.transfer import TransferPredictor
+    from latkit.selection import d_optimal, design_features
+    from latkit.space import parse
+
+    data = {}
+    for path in datasets:
+        ds = load(path)
+        x, y, index, clean = dataset_xy(ds, stat)
+        train, test = split(index, clean)
+        data[Path(path).name] = (x, y, train, test & clean, [parse(g) for g in ds.samples().column("genotype")
+                                                              .to_pylist()])
+    full = {}
+    for name, (x, y, train, test, _) in data.items():
+        predictor = make_predictor("mlp")
+        predictor.fit(x[train], y[train], 0)
+        full[name] = predictor
+    rows = []
+    for prior, target in ((p, t) for p in data for t in data if p != t):
+        x, y, train, test, genotypes = data[target]
+        candidates = np.flatnonzero(train)
+        reference = metrics(y[test], full[target].predict_ms(x[test]))
+        for n in sizes:
+            picks = [("random", np.random.default_rng([d, n]).choice(candidates, n, replace=False))
+                     for d in range(draws)]
+            design = design_features([genotypes[i] for i in candidates])
+            picks.append(("diverse", candidates[d_optimal(design, n)]))
+            for how, pick in picks:
+                transfer = TransferPredictor([full[prior]])
+                transfer.fit(x[pick], y[pick])
+                scratch = make_predictor("additive")
+                scratch.fit(x[pick], y[pick])
+                lo, hi = transfer.interval_ms(x[test])
+                rows.append({"prior": prior, "target": target, "n": n, "draw": how,
+                             "transfer": metrics(y[test], transfer.predict_ms(x[test])),
+                             "scratch": metrics(y[test], scratch.predict_ms(x[test])), "full": reference,
+                             "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))})
+            mine = [r for r in rows[-len(picks):] if r["draw"] == "random"]
+            log(f"{prior} -> {target} N={n}: transfer MAPE {np.mean([r['transfer']['mape_pct'] for r in mine]):.2f}% "
+                f"Spearman {np.mean([r['transfer']['spearman'] for r in mine]):.3f}, scratch MAPE "
+                f"{np.mean([r['scratch']['mape_pct'] for r in mine]):.2f}%")
+    return rows
+
+
+def transfer_markdown(rows: list[dict[str, Any]]) -> str:
+    """Mean (and standard deviation over draws) per pair and N; the diverse design's row beside the random draws."""
+    head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
+            "scratch MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | full-data MAPE % "
+            "|\n" + "|---" * 11 + "|\n")
+    lines = []
+    for key in dict.fromkeys((r["prior"], r["target"], r["n"]) for r in rows):
+        mine = [r for r in rows if (r["prior"], r["target"], r["n"]) == key and r["draw"] == "random"]
+        div = next(r for r in rows if (r["prior"], r["target"], r["n"]) == key and r["draw"] == "diverse")
+
+        def ms(side: str, m: str) -> str:
+            v = np.array([r[side][m] for r in mine])
+            return f"{v.mean():.3f} +- {v.std():.3f}" if m in ("spearman", "kendall") else f"{v.mean():.2f} +- {v.std():.2f}"
+
+        lines.append(f"| {Path(key[0]).stem} -> {Path(key[1]).stem} | {key[2]} | {ms('transfer', 'mape_pct')} | "
+                     f"{ms('transfer', 'spearman')} | {ms('transfer', 'kendall')} | "
+                     f"{np.mean([r['transfer']['within10_pct'] for r in mine]):.1f}% | {ms('scratch', 'mape_pct')} | "
+                     f"{ms('scratch', 'spearman')} | {div['transfer']['mape_pct']:.2f} / {div['transfer']['spearman']:.3f} | "
+                     f"{np.mean([r['coverage_pct'] for r in mine]):.1f}% | {mine[0]['full']['mape_pct']:.2f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def transfer_plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Per target: held-out MAPE against N for each prior (mean and spread over draws), scratch and full data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        mine = [r for r in rows if r["target"] == target and r["draw"] == "random"]
+        sizes = sorted({r["n"] for r in mine})
+        for prior in dict.fromkeys(r["prior"] for r in mine):
+            v = [[r["transfer"]["mape_pct"] for r in mine if r["prior"] == prior and r["n"] == n] for n in sizes]
+            ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="o", capsize=3,
+                        label=f"transfer from {Path(prior).stem.split('_')[0]}")
+        v = [[r["scratch"]["mape_pct"] for r in mine if r["n"] == n] for n in sizes]
+        ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="s", capsize=3, ls="--",
+                    label="from scratch (additive)")
+        ax.axhline(mine[0]["full"]["mape_pct"], color="grey", ls=":", label="full data (MLP)")
+        ax.set(xscale="log", xlabel="measured target architectures N", ylabel="held-out MAPE (%)",
+               title=Path(target).stem)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(Path(out_dir) / f"transfer_{Path(target).stem}.png")
+        fig.savefig(written[-1], dpi=110)
         plt.close(fig)
     return written
