@@ -325,8 +325,9 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     m, c = held_out, held_out["undisturbed"]
     console.print(f"{what}; held-out {m['n']}: MAPE {m['mape_pct']:.2f}% ({c['n']} undisturbed: {c['mape_pct']:.2f}%), "
                   f"RMSE {m['rmse_ms']:.3f} ms, within 5% {m['within5_pct']:.1f}%, within 10% "
-                  f"{m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; fit {meta['fit_seconds']:.1f} s "
-                  f"-> {args.out}", highlight=False)
+                  f"{m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; "
+                  f"{100 * meta['interval']['level']:.0f}% interval +-{100 * meta['interval']['rel']:.1f}% covers "
+                  f"{m['interval_coverage_pct']:.1f}% ({c['interval_coverage_pct']:.1f}% undisturbed); fit {meta['fit_seconds']:.1f} s -> {args.out}", highlight=False)
     return 0
 
 
@@ -335,8 +336,13 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
     genotype = parse(args.genotype)
     predictor = _checked_predictor(args.predictor, args.backend, args.device, args.model, args.force_predictor)
-    ms = float(predictor.predict_ms(encode(genotype)[None])[0])
-    print(f"{ms:.3f} ms")
+    x = encode(genotype)[None]
+    ms = float(predictor.predict_ms(x)[0])
+    if args.no_interval or not predictor.meta.get("interval"):
+        print(f"{ms:.3f} ms")
+        return 0
+    lo, hi = (float(v[0]) for v in predictor.interval_ms(x))
+    print(f"{ms:.3f} ms ({100 * predictor.meta['interval']['level']:.0f}% interval {lo:.3f} - {hi:.3f} ms)")
     return 0
 
 
@@ -630,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=list_backends(),
                    help="refuse a predictor fitted for another backend or device")
     p.add_argument("--force-predictor", action="store_true", help="with --backend: only warn")
+    p.add_argument("--no-interval", action="store_true", help="print the prediction alone, without its interval")
     p.set_defaults(handler=_cmd_predict)
 
     bench = sub.add_parser("bench", help="benchmarks")

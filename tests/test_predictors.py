@@ -11,7 +11,8 @@ import torch
 from latkit.cli import main
 from latkit.predictors import PredictorError, fit_dataset, list_predictors, load_predictor, make_predictor, metrics
 from latkit.predictors import bench
-from latkit.predictors.fitting import load_dir
+from latkit.predictors.base import conformal_rel
+from latkit.predictors.fitting import cross_conformal, load_dir
 from latkit.space import ENCODING_SIZE, PUBLISHED, encode, encode_many, sample
 
 from conftest import COSTS, known_latency
@@ -101,7 +102,13 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(["fit", "--dataset", str(dataset), "--model", "additive", "--out", str(out)]) == 0
     assert "held-out 300: MAPE" in capsys.readouterr().out
     assert main(["predict", "--predictor", str(out), "DARTS_V2"]) == 0
-    expected = float(load_dir(out).predict_ms(encode(PUBLISHED["DARTS_V2"])[None])[0])
+    saved = load_dir(out)
+    x = encode(PUBLISHED["DARTS_V2"])[None]
+    expected = float(saved.predict_ms(x)[0])
+    lo, hi = (float(v[0]) for v in saved.interval_ms(x))
+    assert lo < expected < hi
+    assert capsys.readouterr().out.strip() == f"{expected:.3f} ms (90% interval {lo:.3f} - {hi:.3f} ms)"
+    assert main(["predict", "--predictor", str(out), "DARTS_V2", "--no-interval"]) == 0
     assert capsys.readouterr().out.strip() == f"{expected:.3f} ms"
     assert main(["predict", "--predictor", str(out), "NOT_A_GENOTYPE"]) == 2
     assert main(["bench", "predictors", "--dataset", str(dataset), "--models", "additive", "--sizes", "100,all",
@@ -109,6 +116,40 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
     table = (tmp_path / "bench" / "predictors.md").read_text()
     assert "| synthetic.parquet | additive | 100 |" in table and "| synthetic.parquet | additive | 1200 |" in table
     assert (tmp_path / "bench" / "learning_curve_synthetic.png").stat().st_size > 1000
+
+
+def test_conformal_rel_by_hand() -> None:
+    scores = np.arange(1, 11) / 10  # ten relative residuals 0.1 .. 1.0
+    assert conformal_rel(scores, 0.9) == 1.0  # ceil(11 * 0.9) = 10th smallest
+    assert conformal_rel(-scores, 0.5) == 0.6  # ceil(11 * 0.5) = 6th; the sign does not matter
+    assert conformal_rel(scores[:3], 0.9) == 0.3  # too few rows for 90%: the largest
+
+
+def test_interval_covers_its_level_on_new_architectures() -> None:
+    """Latency with 5% multiplicative noise: the cross-conformal 90% interval covers 90% of unseen rows."""
+    rng = np.random.default_rng(5)
+    x = encode_many([sample(11, i) for i in range(2200)])
+    y = known_latency(x) * (1 + 0.05 * rng.standard_normal(len(x)))
+    interval = cross_conformal("additive", {}, x[:1200], y[:1200])
+    p = make_predictor("additive")
+    p.fit(x[:1200], y[:1200])
+    p.meta["interval"] = interval
+    lo, hi = p.interval_ms(x[1200:])
+    coverage = np.mean((lo <= y[1200:]) & (y[1200:] <= hi))
+    assert interval["level"] == 0.9 and 0.08 < interval["rel"] < 0.16  # 1.645 sigma of the noise, plus the misfit
+    assert 0.86 <= coverage <= 0.94
+
+
+def test_predictor_without_interval_says_refit(dataset: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    p, held_out = fit_dataset(dataset, "additive")
+    assert 0 < held_out["interval_coverage_pct"] <= 100 and p.meta["interval"]["n"] == 1200
+    del p.meta["interval"]
+    with pytest.raises(PredictorError, match="refit"):
+        p.interval_ms(encode(PUBLISHED["DARTS_V2"])[None])
+    p.save(tmp_path / "old")
+    assert main(["predict", "--predictor", str(tmp_path / "old"), "DARTS_V2"]) == 0
+    assert capsys.readouterr().out.strip().endswith(" ms")  # the bare prediction, no interval
 
 
 def test_throughput_is_measured(dataset: Path) -> None:

@@ -46,6 +46,16 @@ class Predictor(ABC):
         """Differentiable latency in ms for encodings (or softmax(alpha) in the encoding layout)."""
         raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs mlp or additive")
 
+    def interval_ms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The calibrated prediction interval (lower, upper ms) at ``meta["interval"]["level"]``: the prediction
+        times 1 -+ the conformal quantile of the relative residuals measured when it was fitted."""
+        interval = self.meta.get("interval")
+        if not interval:
+            raise PredictorError("this predictor has no calibrated interval (fitted by an older latkit): refit it "
+                                 "with latkit fit")
+        pred = self.predict_ms(x)
+        return pred * (1 - interval["rel"]), pred * (1 + interval["rel"])
+
     @abstractmethod
     def _save_weights(self, directory: Path) -> None: ...
 
@@ -77,6 +87,14 @@ class Predictor(ABC):
         if x.ndim != 2 or x.shape[1] != ENCODING_SIZE:
             raise PredictorError(f"expected encodings of shape (n, {ENCODING_SIZE}), got {x.shape}")
         return x
+
+
+def conformal_rel(residual_rel: np.ndarray, level: float) -> float:
+    """The split-conformal half-width: the ceil((n + 1) level)-th smallest relative residual (|y - pred| / pred),
+    so that a new architecture's latency falls within prediction * (1 -+ it) with probability >= ``level``."""
+    scores = np.sort(np.abs(np.asarray(residual_rel, dtype=np.float64)))
+    k = int(np.ceil((len(scores) + 1) * level))
+    return float(scores[min(k, len(scores)) - 1])
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:

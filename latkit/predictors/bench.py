@@ -9,7 +9,8 @@ import numpy as np
 
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
-from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, held_out_scores, metrics, split, training_subset
+from latkit.predictors.fitting import (DEFAULT_STAT, cross_conformal, dataset_xy, held_out_scores, metrics, scored,
+                                      split, training_subset)
 from latkit.predictors.models import list_predictors, make_predictor, timed_fit
 
 SIZES = (250, 500, 1000, 2000, None)  # None: every training row
@@ -45,9 +46,13 @@ def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, size
                 predictor = make_predictor(kind)
                 _, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
                 pred = predictor.predict_ms(x[test])
+                if size is None:  # the full-data predictor, as shipped: with its calibrated interval
+                    predictor.meta["interval"] = cross_conformal(kind, {}, x_tr[pick], y_tr[pick], seed)
+                    scores = scored(predictor, x[test], y[test], clean[test])
+                else:
+                    scores = held_out_scores(y[test], pred, clean[test])
                 row = {"dataset": Path(path).name, "backend": ds.header["backend"], "device": ds.header["device"],
-                       "predictor": kind, "train_size": int(len(pick)),
-                       **held_out_scores(y[test], pred, clean[test]),
+                       "predictor": kind, "train_size": int(len(pick)), **scores,
                        "fit_s": fit_s, "predictions_per_s": throughput(predictor, x[test]),
                        "noise_floor_pair_mape_pct": floor["mape_pct"],
                        "noise_floor_single_mape_pct": floor["single_mape_pct"],
@@ -69,14 +74,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     noise (pair MAPE / sqrt 2), which is the column to compare MAPE with; the pair MAPE is shown beside it.
     """
     head = ("| dataset | predictor | train | MAPE % all (n) | MAPE % clean (n) | RMSE ms | within 5% | within 10% | "
-            "Spearman | Kendall | fit s | pred/s | noise: single MAPE % | noise: pair MAPE % (pairs) |\n"
-            + "|---" * 14 + "|\n")
+            "Spearman | Kendall | 90% interval coverage all / clean | fit s | pred/s | noise: single MAPE % | "
+            "noise: pair MAPE % (pairs) |\n" + "|---" * 15 + "|\n")
     lines = [f"| {r['dataset']} | {r['predictor']} | {r['train_size']} | {r['mape_pct']:.2f} ({r['n']}) | "
              f"{r['undisturbed']['mape_pct']:.2f} ({r['undisturbed']['n']}) | {r['rmse_ms']:.3f} | "
              f"{r['within5_pct']:.1f}% | {r['within10_pct']:.1f}% | {r['spearman']:.3f} | {r['kendall']:.3f} | "
-             f"{r['fit_s']:.1f} | {r['predictions_per_s']:.2e} | {r['noise_floor_single_mape_pct']:.2f} | "
+             f"{_coverage(r)} | {r['fit_s']:.1f} | {r['predictions_per_s']:.2e} | {r['noise_floor_single_mape_pct']:.2f} | "
              f"{r['noise_floor_pair_mape_pct']:.2f} ({r['noise_floor_pairs']}) |" for r in rows]
     return head + "\n".join(lines) + "\n"
+
+
+def _coverage(row: dict[str, Any]) -> str:
+    if "interval_coverage_pct" not in row:
+        return "-"
+    return f"{row['interval_coverage_pct']:.1f}% / {row['undisturbed']['interval_coverage_pct']:.1f}%"
 
 
 def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -149,12 +160,15 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
     for name, (x, y, train, test, _) in data.items():
         predictor = make_predictor("mlp")
         predictor.fit(x[train], y[train], 0)
+        predictor.meta["interval"] = cross_conformal("mlp", {}, x[train], y[train])
         full[name] = predictor
     rows = []
     for prior, target in ((p, t) for p in data for t in data if p != t):
         x, y, train, test, genotypes = data[target]
         candidates = np.flatnonzero(train)
-        reference = metrics(y[test], full[target].predict_ms(x[test]))
+        lo, hi = full[target].interval_ms(x[test])
+        reference = {**metrics(y[test], full[target].predict_ms(x[test])),
+                     "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))}
         for n in sizes:
             picks = [("random", np.random.default_rng([d, n]).choice(candidates, n, replace=False))
                      for d in range(draws)]
@@ -181,7 +195,7 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
     """Mean (and standard deviation over draws) per pair and N; the diverse design's row beside the random draws."""
     head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
             "scratch MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | full-data MAPE % "
-            "|\n" + "|---" * 11 + "|\n")
+            "(coverage) |\n" + "|---" * 11 + "|\n")
     lines = []
     for key in dict.fromkeys((r["prior"], r["target"], r["n"]) for r in rows):
         mine = [r for r in rows if (r["prior"], r["target"], r["n"]) == key and r["draw"] == "random"]
@@ -195,7 +209,8 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
                      f"{ms('transfer', 'spearman')} | {ms('transfer', 'kendall')} | "
                      f"{np.mean([r['transfer']['within10_pct'] for r in mine]):.1f}% | {ms('scratch', 'mape_pct')} | "
                      f"{ms('scratch', 'spearman')} | {div['transfer']['mape_pct']:.2f} / {div['transfer']['spearman']:.3f} | "
-                     f"{np.mean([r['coverage_pct'] for r in mine]):.1f}% | {mine[0]['full']['mape_pct']:.2f} |")
+                     f"{np.mean([r['coverage_pct'] for r in mine]):.1f}% | {mine[0]['full']['mape_pct']:.2f} "
+                     f"({mine[0]['full'].get('coverage_pct', float('nan')):.1f}%) |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from latkit.datasets.store import STAT_COLUMNS, Dataset, load
-from latkit.predictors.base import Predictor, PredictorError, read_meta
+from latkit.predictors.base import Predictor, PredictorError, conformal_rel, read_meta
 from latkit.predictors.models import PREDICTORS, make_predictor, timed_fit
 from latkit.space import encode_many, parse
 
@@ -20,6 +20,8 @@ from latkit.space import encode_many, parse
 DEFAULT_STAT = "min_ms"
 LATENCY_STATS = tuple(c for c in STAT_COLUMNS if c != "std_ms")  # what a predictor can learn
 HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
+INTERVAL_LEVEL = 0.9  # the prediction interval every fitted predictor carries
+INTERVAL_FOLDS = 5
 
 
 def undisturbed(ds: Dataset) -> np.ndarray:
@@ -100,9 +102,37 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
     pick = training_subset(len(x_tr), train_size, seed)
     predictor = make_predictor(kind, **params)
     report, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
-    held_out = held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
-    predictor.meta = _meta(ds, path, stat, i_tr[pick], y_tr[pick], held_out, fit_s, report)
+    predictor.meta = _meta(ds, path, stat, i_tr[pick], y_tr[pick], None, fit_s, report)
+    predictor.meta["interval"] = cross_conformal(kind, params, x_tr[pick], y_tr[pick], seed)
+    predictor.meta["held_out"] = held_out = scored(predictor, x[test], y[test], clean[test])
     return predictor, held_out
+
+
+def scored(predictor: Predictor, x: np.ndarray, y: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
+    """Held-out scores (``held_out_scores``) and the share of rows inside the predictor's interval."""
+    held_out = held_out_scores(y, predictor.predict_ms(x), clean)
+    lo, hi = predictor.interval_ms(x)
+    inside = (lo <= y) & (y <= hi)
+    held_out["interval_coverage_pct"] = float(100 * inside.mean())
+    held_out["undisturbed"]["interval_coverage_pct"] = float(100 * inside[clean].mean())
+    return held_out
+
+
+def cross_conformal(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, seed: int = 0,
+                    level: float = INTERVAL_LEVEL, folds: int = INTERVAL_FOLDS) -> dict[str, Any]:
+    """The relative half-width of a ``level`` prediction interval, from out-of-fold residuals: ``folds`` extra fits
+    on the training rows, each predicting the fold it did not see (cross-conformal; the held-out split stays
+    untouched, so the coverage measured on it is honest)."""
+    folds = min(folds, len(y))
+    fold = np.random.default_rng(seed + 1).permutation(len(y)) % folds
+    residual = np.empty(len(y))
+    for k in range(folds):
+        model = make_predictor(kind, **params)
+        model.fit(x[fold != k], y[fold != k], seed)
+        pred = model.predict_ms(x[fold == k])
+        residual[fold == k] = (y[fold == k] - pred) / pred
+    return {"level": level, "rel": conformal_rel(residual, level), "method": f"{folds}-fold cross-conformal",
+            "n": int(len(y))}
 
 
 def _meta(ds: Dataset, path: str | Path, stat: str, index: np.ndarray, y: np.ndarray, held_out: dict[str, Any] | None,
@@ -138,8 +168,10 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
         train, test = split(index, clean)
         rows = np.flatnonzero(train)[training_subset(int(train.sum()), train_size, seed)]
     report, fit_s = timed_fit(predictor, x[rows], y[rows], seed)
-    held_out = None if test is None else held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
+    held_out = None if test is None else scored(predictor, x[test], y[test], clean[test])
     predictor.meta = _meta(ds, path, stat, index[rows], y[rows], held_out, fit_s, report)
+    predictor.meta["interval"] = {"level": predictor.params["level"], "rel": predictor.interval_rel,
+                                  "method": "leave-one-out conformal", "n": int(len(rows))}
     predictor.meta["priors"] = [{"spec": spec, "kind": p.kind, "backend": p.meta.get("backend"),
                                  "device": p.meta.get("device"), "config": p.meta.get("config"),
                                  "dataset": p.meta.get("dataset")} for spec, p in zip(priors, loaded)]

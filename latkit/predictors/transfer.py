@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from latkit.predictors.base import Predictor, PredictorError
+from latkit.predictors.base import Predictor, PredictorError, conformal_rel
 from latkit.space import EDGES_PER_CELL, ENCODING_SIZE, NODES, PRIMITIVES
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 3))  # ridge strengths tried for each correction (times n)
@@ -103,8 +103,7 @@ class TransferPredictor(Predictor):
         if a_edge is not None:
             self.delta += rest
         pred = self.predict_ms(x)
-        rank = min(1.0, self.params["level"] * (1 + 1 / len(y)))  # split-conformal quantile
-        self.interval_rel = float(np.quantile(np.abs(loo) / np.abs(pred), rank))
+        self.interval_rel = conformal_rel(loo / pred, self.params["level"])
         return {"loo_mape_pct": 100 * score, "group_ridge": a_group, "edge_ridge": a_edge,
                 "scales": self.coef[:-1].tolist(), "shift_ms": float(self.coef[-1])}
 
