@@ -24,10 +24,11 @@ from latkit.predictors.models import make_predictor
 
 
 def latencies(path: Path) -> tuple[str, dict[int, float]]:
-    """(backend/device label, sample index -> min_ms) of a dataset's successful, undisturbed samples."""
+    """(label: the file's stem, which names backend, device and shape; sample index -> min_ms) of a dataset's
+    successful, undisturbed samples."""
     ds = load(path)
     _, y, index, clean = dataset_xy(ds, DEFAULT_STAT)
-    return f"{ds.header['backend']}/{ds.header['device']}", dict(zip(index[clean].tolist(), y[clean].tolist()))
+    return path.stem, dict(zip(index[clean].tolist(), y[clean].tolist()))
 
 
 def pair_row(a: dict[int, float], b: dict[int, float]) -> dict[str, float]:
@@ -72,13 +73,19 @@ def main() -> None:
     pairs = list(itertools.combinations(data, 2))
     print("| backend A | backend B | shared | Spearman | Kendall | fastest 5% overlap | median B/A |\n"
           "|---|---|---|---|---|---|---|")
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4), squeeze=False)
-    for ax, (a, b) in zip(axes[0], pairs):
+    cols = min(5, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(pairs):]:
+        ax.axis("off")
+    for ax, (a, b) in zip(axes.flat, pairs):
         r = pair_row(data[a], data[b])
         print(f"| {a} | {b} | {r['shared']} | {r['spearman']:.3f} | {r['kendall']:.3f} | "
               f"{r['top5_overlap_pct']:.0f}% | {r['median_ratio']:.2f} |")
         ax.scatter(r["x"], r["y"], s=4, alpha=0.5)
-        ax.set(xlabel=f"{a} min ms", ylabel=f"{b} min ms", title=f"Spearman {r['spearman']:.2f}")
+        ax.set(xlabel=f"{a} min ms", ylabel=f"{b} min ms", title=f"Spearman {r['spearman']:.2f} ({r['shared']})")
+        ax.xaxis.label.set_size(7)
+        ax.yaxis.label.set_size(7)
     fig.tight_layout()
     fig.savefig(out / "pairs.png", dpi=110)
     plt.close(fig)
