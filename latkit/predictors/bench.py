@@ -149,13 +149,15 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
     from latkit.selection import d_optimal, design_features
     from latkit.space import parse
 
-    data = {}
+    data, noise = {}, {}
     for path in datasets:
         ds = load(path)
         x, y, index, clean = dataset_xy(ds, stat)
         train, test = split(index, clean)
         data[Path(path).name] = (x, y, train, test & clean, [parse(g) for g in ds.samples().column("genotype")
                                                               .to_pylist()])
+        noise[Path(path).name] = noise_floor(ds, stat, ds.header.get("protocol", {}).get("min_cpu_share"))
+
     full = {}
     for name, (x, y, train, test, _) in data.items():
         predictor = make_predictor("mlp")
@@ -181,6 +183,7 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
                 scratch.fit(x[pick], y[pick])
                 lo, hi = transfer.interval_ms(x[test])
                 rows.append({"prior": prior, "target": target, "n": n, "draw": how,
+                             "target_noise_pct": noise[target]["single_mape_pct"],
                              "transfer": metrics(y[test], transfer.predict_ms(x[test])),
                              "scratch": metrics(y[test], scratch.predict_ms(x[test])), "full": reference,
                              "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))})
@@ -195,7 +198,7 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
     """Mean (and standard deviation over draws) per pair and N; the diverse design's row beside the random draws."""
     head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
             "scratch MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | full-data MAPE % "
-            "(coverage) |\n" + "|---" * 11 + "|\n")
+            "(coverage) | target noise % |\n" + "|---" * 12 + "|\n")
     lines = []
     for key in dict.fromkeys((r["prior"], r["target"], r["n"]) for r in rows):
         mine = [r for r in rows if (r["prior"], r["target"], r["n"]) == key and r["draw"] == "random"]
@@ -210,8 +213,14 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
                      f"{np.mean([r['transfer']['within10_pct'] for r in mine]):.1f}% | {ms('scratch', 'mape_pct')} | "
                      f"{ms('scratch', 'spearman')} | {div['transfer']['mape_pct']:.2f} / {div['transfer']['spearman']:.3f} | "
                      f"{np.mean([r['coverage_pct'] for r in mine]):.1f}% | {mine[0]['full']['mape_pct']:.2f} "
-                     f"({mine[0]['full'].get('coverage_pct', float('nan')):.1f}%) |")
+                     f"({mine[0]['full'].get('coverage_pct', float('nan')):.1f}%) | "
+                     f"{mine[0].get('target_noise_pct', float('nan')):.2f} |")
     return head + "\n".join(lines) + "\n"
+
+
+def _short(name: str) -> str:
+    """A dataset file's stem without the default shape (``onnxruntime_cpu_b1_r32_c36_l20`` -> ``onnxruntime_cpu``)."""
+    return Path(name).stem.replace("_b1_r32_c36_l20", "")
 
 
 def transfer_plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -229,11 +238,14 @@ def transfer_plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]
         for prior in dict.fromkeys(r["prior"] for r in mine):
             v = [[r["transfer"]["mape_pct"] for r in mine if r["prior"] == prior and r["n"] == n] for n in sizes]
             ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="o", capsize=3,
-                        label=f"transfer from {Path(prior).stem.split('_')[0]}")
+                        label=f"transfer from {_short(prior)}")
         v = [[r["scratch"]["mape_pct"] for r in mine if r["n"] == n] for n in sizes]
         ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="s", capsize=3, ls="--",
                     label="from scratch (additive)")
         ax.axhline(mine[0]["full"]["mape_pct"], color="grey", ls=":", label="full data (MLP)")
+        if "target_noise_pct" in mine[0]:
+            ax.axhline(mine[0]["target_noise_pct"], color="black", ls="--", lw=0.8,
+                       label="single-measurement noise")
         ax.set(xscale="log", xlabel="measured target architectures N", ylabel="held-out MAPE (%)",
                title=Path(target).stem)
         ax.legend(fontsize=8)
