@@ -168,13 +168,16 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
     for prior, target in ((p, t) for p in data for t in data if p != t):
         x, y, train, test, genotypes = data[target]
         candidates = np.flatnonzero(train)
+        design = design_features([genotypes[i] for i in candidates])
         lo, hi = full[target].interval_ms(x[test])
         reference = {**metrics(y[test], full[target].predict_ms(x[test])),
                      "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))}
         for n in sizes:
+            if n > len(candidates):
+                log(f"{prior} -> {target} N={n}: skipped, the target has only {len(candidates)} training rows")
+                continue
             picks = [("random", np.random.default_rng([d, n]).choice(candidates, n, replace=False))
                      for d in range(draws)]
-            design = design_features([genotypes[i] for i in candidates])
             picks.append(("diverse", candidates[d_optimal(design, n)]))
             for how, pick in picks:
                 transfer = TransferPredictor([full[prior]])

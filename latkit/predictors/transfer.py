@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from scipy.linalg import cho_factor, cho_solve
 
 from latkit.predictors.base import Predictor, PredictorError, conformal_rel
 from latkit.space import EDGES_PER_CELL, ENCODING_SIZE, NODES, PRIMITIVES
@@ -41,8 +42,12 @@ def op_groups() -> np.ndarray:
 def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coefficients of ``min |a c - y|^2 + c' diag(penalty) c`` and the leave-one-out residuals (hat matrix)."""
     gram = a.T @ a + np.diag(penalty)
-    coef = np.linalg.lstsq(gram, a.T @ y, rcond=None)[0]
-    hat = np.einsum("ij,ji->i", a, np.linalg.pinv(gram) @ a.T)
+    try:  # positive definite whenever the unpenalised columns (priors, shift) are independent: Cholesky, fast
+        factor = cho_factor(gram)
+        coef, inv_at = cho_solve(factor, a.T @ y), cho_solve(factor, a.T)
+    except np.linalg.LinAlgError:  # e.g. two identical priors: the minimum-norm solution
+        coef, inv_at = np.linalg.lstsq(gram, a.T @ y, rcond=None)[0], np.linalg.pinv(gram) @ a.T
+    hat = np.einsum("ij,ji->i", a, inv_at)
     resid = y - a @ coef
     return coef, resid / np.clip(1.0 - hat, 1e-6, None)
 
