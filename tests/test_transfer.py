@@ -99,11 +99,15 @@ def test_too_few_rows_and_no_prior_are_refused(prior: Path, tmp_path: Path, caps
 
 def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -> None:
     target = target_dataset(tmp_path / "torch_like.parquet", lambda x: 1.5 * known_latency(x) + 2.0, 400)
-    assert main(["bench", "transfer", "--dataset", str(dataset), "--dataset", str(target), "--sizes", "5,20",
-                 "--draws", "2", "--out", str(tmp_path / "b")]) == 0
+    third = target_dataset(tmp_path / "third.parquet", lambda x: 0.5 * known_latency(x) ** 1.2, 400)
+    assert main(["bench", "transfer", "--dataset", str(dataset), "--dataset", str(target), "--dataset", str(third),
+                 "--sizes", "5,20", "--draws", "2", "--out", str(tmp_path / "b")]) == 0
     table = (tmp_path / "b" / "transfer.md").read_text()
-    assert table.count("\n") == 2 + 2 * 2  # header, rule, two pairs x two sizes
-    assert "synthetic -> torch_like | 20 |" in table
+    # header, rule, six pairs x two sizes, and each target from both others at N = 20 (N = 5 is too few for
+    # three unshrunk coefficients)
+    assert table.count("\n") == 2 + 6 * 2 + 3
+    assert "synthetic -> torch_like | 20 |" in table and "all others -> third | 20 |" in table
+    assert "all others -> third | 5 |" not in table
     assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
     assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2
     assert "at least two datasets" in capsys.readouterr().err
