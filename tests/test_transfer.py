@@ -10,7 +10,7 @@ import torch
 from conftest import known_latency
 from latkit.cli import main
 from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
-from latkit.predictors import PredictorError, fit_dataset
+from latkit.predictors import PredictorError, fit_dataset, make_predictor
 from latkit.predictors.fitting import fit_transfer, load_dir
 from latkit.predictors.transfer import TransferPredictor, op_groups
 from latkit.space import encode, encode_many, sample
@@ -49,6 +49,20 @@ def test_a_rescaled_target_is_learned_from_five_rows(prior: Path, tmp_path: Path
     # five rows cannot teach 224 costs from scratch
     assert scratch["mape_pct"] > 1.5 * held["mape_pct"] and scratch["spearman"] < held["spearman"] - 0.3
     assert transfer.meta["priors"][0]["backend"] == "onnxruntime" and transfer.meta["training_size"] == 5
+
+
+def test_of_several_priors_the_fit_picks_the_one_that_ranks_the_target(prior: Path, tmp_path: Path) -> None:
+    """An unrelated prior (latency from random op costs) given first: the fit rescales the right one alone."""
+    costs = np.random.default_rng(9).uniform(0.0, 0.5, 224)
+    unrelated = make_predictor("additive")
+    x = encode_many([sample(5, i) for i in range(400)])
+    unrelated.fit(x, 2.0 + x @ costs)
+    other = unrelated.save(tmp_path / "unrelated")
+    path = target_dataset(tmp_path / "t.parquet", lambda x: 1.7 * known_latency(x) + 3.0, 600)
+    transfer, held = fit_transfer(path, [str(other), str(prior)], train_size=20)
+    report = transfer.meta["fit_report"]
+    assert report["priors_used"] == [1] and report["scales"][0] == 0.0 and report["scales"][1] > 1.0
+    assert held["mape_pct"] < 7.0 and held["spearman"] > 0.9
 
 
 def test_what_the_prior_misses_is_learned_per_op_group(prior: Path, tmp_path: Path) -> None:
@@ -103,11 +117,9 @@ def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -
     assert main(["bench", "transfer", "--dataset", str(dataset), "--dataset", str(target), "--dataset", str(third),
                  "--sizes", "5,20", "--draws", "2", "--out", str(tmp_path / "b")]) == 0
     table = (tmp_path / "b" / "transfer.md").read_text()
-    # header, rule, six pairs x two sizes, and each target from both others at N = 20 (N = 5 is too few for
-    # three unshrunk coefficients)
-    assert table.count("\n") == 2 + 6 * 2 + 3
-    assert "synthetic -> torch_like | 20 |" in table and "all others -> third | 20 |" in table
-    assert "all others -> third | 5 |" not in table
+    # header, rule, six pairs x two sizes, and each target from both others x two sizes
+    assert table.count("\n") == 2 + 6 * 2 + 3 * 2
+    assert "synthetic -> torch_like | 20 |" in table and "all others -> third | 5 |" in table
     assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
     assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2
     assert "at least two datasets" in capsys.readouterr().err

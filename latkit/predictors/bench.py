@@ -137,7 +137,7 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
 
 
 TRANSFER_SIZES = (5, 10, 20, 50, 100)
-ALL_OTHERS = "all others"  # the prior label of a fit from every other dataset's predictor
+ALL_OTHERS = "all others"  # the prior label of a fit given every other dataset's predictor
 
 
 def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER_SIZES, draws: int = 20,
@@ -167,7 +167,7 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
         full[name] = predictor
     rows = []
     pairs = [((p,), t) for p in data for t in data if p != t]
-    if len(data) > 2:  # every other dataset's predictor as a prior at once: the fit weighs them
+    if len(data) > 2:  # every other dataset's predictor given as priors: the fit picks one (or weighs them all)
         pairs += [(tuple(p for p in data if p != t), t) for t in data]
     for priors, target in pairs:
         prior = priors[0] if len(priors) == 1 else ALL_OTHERS
@@ -178,9 +178,8 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
         reference = {**metrics(y[test], full[target].predict_ms(x[test])),
                      "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))}
         for n in sizes:
-            if n > len(candidates) or n < 2 * (len(priors) + 1):
-                log(f"{prior} -> {target} N={n}: skipped ({len(candidates)} target training rows, "
-                    f"{len(priors) + 1} unshrunk coefficients)")
+            if n > len(candidates):
+                log(f"{prior} -> {target} N={n}: skipped, the target has only {len(candidates)} training rows")
                 continue
             picks = [("random", np.random.default_rng([d, n]).choice(candidates, n, replace=False))
                      for d in range(draws)]

@@ -5,7 +5,9 @@ network shape) is rescaled, and a correction ``delta`` is added: per op group (`
 type costs where it sits) and per (cell, edge, op), each shrunk toward zero by a ridge penalty. Whether to use each
 correction and how strongly to shrink it is chosen by exact leave-one-out error (closed form) with the
 one-standard-error rule, so with 5 measurements the fit is essentially a scale and shift of the priors, and with more
-the corrections learn what the priors miss. The chosen fit's LOO residuals give the prediction interval (split-conformal, relative).
+the corrections learn what the priors miss. Given several priors, the fit tries each alone and all together under
+the same rule: the best single prior unless weighting them all is clearly better (with few rows it rarely is). The
+chosen fit's LOO residuals give the prediction interval (split-conformal, relative).
 """
 from __future__ import annotations
 
@@ -70,8 +72,9 @@ class TransferPredictor(Predictor):
         return bool(self.priors) and all(p.differentiable for p in self.priors)
 
     def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
-        """Choose, by exact leave-one-out MAPE, how strongly to shrink a per-group and a per-edge correction (or to
-        leave them out); the chosen fit's leave-one-out residuals give the interval."""
+        """Choose, by exact leave-one-out MAPE, which prior to rescale (with several: each alone, or all together)
+        and how strongly to shrink a per-group and a per-edge correction (or to leave them out); the chosen fit's
+        leave-one-out residuals give the interval."""
         x = self._check_input(x).astype(np.float64)
         y = np.asarray(y_ms, dtype=np.float64)
         if not self.priors:
@@ -79,27 +82,34 @@ class TransferPredictor(Predictor):
         if len(y) < MIN_ROWS:
             raise PredictorError(f"a transfer fit needs at least {MIN_ROWS} measured architectures, got {len(y)}")
         groups = op_groups()
-        free = np.column_stack([p.predict_ms(x) for p in self.priors] + [np.ones(len(x))])
-        blocks = [free, x @ groups, x]
+        prior_ms = np.column_stack([p.predict_ms(x) for p in self.priors])
+        subsets = [(i,) for i in range(len(self.priors))]
+        if len(self.priors) > 1:
+            subsets.append(tuple(range(len(self.priors))))
         fits = []
-        for a_group, a_edge in itertools.product((None,) + ALPHAS, (None,) + ALPHAS):
+        for subset, a_group, a_edge in itertools.product(subsets, (None,) + ALPHAS, (None,) + ALPHAS):
+            free = np.column_stack([prior_ms[:, list(subset)], np.ones(len(x))])
             used = [True, a_group is not None, a_edge is not None]
-            a = np.column_stack([b for b, u in zip(blocks, used) if u])
+            a = np.column_stack([b for b, u in zip((free, x @ groups, x), used) if u])
             penalty = np.concatenate([np.zeros(free.shape[1])]
                                      + ([np.full(groups.shape[1], a_group * len(y))] if used[1] else [])
                                      + ([np.full(ENCODING_SIZE, a_edge * len(y))] if used[2] else []))
             coef, loo = _solve(a, y, penalty)
             ape = np.abs(loo) / y
-            # simplest first: no per-edge correction before one, no group correction before one, stronger shrinkage
-            simplicity = (used[2], used[1], -np.log10(a_edge or 1e9), -np.log10(a_group or 1e9))
-            fits.append((simplicity, float(ape.mean()), float(ape.std() / np.sqrt(len(y))), a_group, a_edge, coef, loo))
+            score = float(ape.mean())
+            # simplest first: one prior before several, no per-edge correction before one, no group correction
+            # before one, stronger shrinkage; among equally simple fits (one prior or another), the better
+            simplicity = (len(subset), used[2], used[1], -np.log10(a_edge or 1e9), -np.log10(a_group or 1e9), score)
+            fits.append((simplicity, score, float(ape.std() / np.sqrt(len(y))), subset, a_group, a_edge, coef, loo))
         # the one-standard-error rule: the simplest fit whose leave-one-out error is within one standard error of
-        # the best (choosing among 49 fits by their LOO error alone overfits the choice when rows are few)
+        # the best (choosing among 49 fits per prior set by their LOO error alone overfits the choice when rows are few)
         best = min(fits, key=lambda f: f[1])
-        _, score, _, a_group, a_edge, coef, loo = min((f for f in fits if f[1] <= best[1] + best[2]),
-                                                      key=lambda f: f[0])
-        k = free.shape[1]
-        self.coef = coef[:k]
+        _, score, _, subset, a_group, a_edge, coef, loo = min((f for f in fits if f[1] <= best[1] + best[2]),
+                                                              key=lambda f: f[0])
+        k = len(subset) + 1
+        self.coef = np.zeros(len(self.priors) + 1)  # priors the fit did not choose keep a scale of 0
+        self.coef[list(subset)] = coef[:k - 1]
+        self.coef[-1] = coef[k - 1]
         rest = coef[k:]
         self.delta = np.zeros(ENCODING_SIZE)
         if a_group is not None:
@@ -109,7 +119,7 @@ class TransferPredictor(Predictor):
             self.delta += rest
         pred = self.predict_ms(x)
         self.interval_rel = conformal_rel(loo / pred, self.params["level"])
-        return {"loo_mape_pct": 100 * score, "group_ridge": a_group, "edge_ridge": a_edge,
+        return {"loo_mape_pct": 100 * score, "group_ridge": a_group, "edge_ridge": a_edge, "priors_used": list(subset),
                 "scales": self.coef[:-1].tolist(), "shift_ms": float(self.coef[-1])}
 
     def predict_ms(self, x: np.ndarray) -> np.ndarray:
