@@ -51,7 +51,8 @@ def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarra
         coef, inv_at = np.linalg.lstsq(gram, a.T @ y, rcond=None)[0], np.linalg.pinv(gram) @ a.T
     hat = np.einsum("ij,ji->i", a, inv_at)
     resid = y - a @ coef
-    return coef, resid / np.clip(1.0 - hat, 1e-6, None)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a row the fit interpolates has no leave-one-out estimate
+        return coef, np.where(1.0 - hat > 1e-9, resid / (1.0 - hat), np.inf)
 
 
 class TransferPredictor(Predictor):
@@ -84,8 +85,8 @@ class TransferPredictor(Predictor):
         groups = op_groups()
         prior_ms = np.column_stack([p.predict_ms(x) for p in self.priors])
         subsets = [(i,) for i in range(len(self.priors))]
-        if len(self.priors) > 1:
-            subsets.append(tuple(range(len(self.priors))))
+        if len(self.priors) > 1 and len(y) >= len(self.priors) + 3:  # fewer unshrunk coefficients than rows, and
+            subsets.append(tuple(range(len(self.priors))))           # two to spare, or LOO cannot judge the fit
         fits = []
         for subset, a_group, a_edge in itertools.product(subsets, (None,) + ALPHAS, (None,) + ALPHAS):
             free = np.column_stack([prior_ms[:, list(subset)], np.ones(len(x))])
@@ -103,6 +104,10 @@ class TransferPredictor(Predictor):
             fits.append((simplicity, score, float(ape.std() / np.sqrt(len(y))), subset, a_group, a_edge, coef, loo))
         # the one-standard-error rule: the simplest fit whose leave-one-out error is within one standard error of
         # the best (choosing among 49 fits per prior set by their LOO error alone overfits the choice when rows are few)
+        fits = [f for f in fits if np.isfinite(f[1])]
+        if not fits:
+            raise PredictorError(f"no transfer fit can be judged on these {len(y)} rows (each is interpolated): "
+                                 "measure more architectures")
         best = min(fits, key=lambda f: f[1])
         _, score, _, subset, a_group, a_edge, coef, loo = min((f for f in fits if f[1] <= best[1] + best[2]),
                                                               key=lambda f: f[0])
