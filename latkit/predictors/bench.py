@@ -9,8 +9,8 @@ import numpy as np
 
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
-from latkit.predictors.fitting import (DEFAULT_STAT, cross_conformal, dataset_xy, held_out_scores, metrics, scored,
-                                      split, training_subset)
+from latkit.predictors.fitting import (DEFAULT_STAT, coverage_pct, cross_conformal, dataset_xy, held_out_scores,
+                                      metrics, scored, split, training_subset)
 from latkit.predictors.models import list_predictors, make_predictor, timed_fit
 
 SIZES = (250, 500, 1000, 2000, None)  # None: every training row
@@ -174,9 +174,8 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
         x, y, train, test, genotypes = data[target]
         candidates = np.flatnonzero(train)
         design = design_features([genotypes[i] for i in candidates])
-        lo, hi = full[target].interval_ms(x[test])
         reference = {**metrics(y[test], full[target].predict_ms(x[test])),
-                     "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))}
+                     "coverage_pct": coverage_pct(full[target], x[test], y[test])}
         for n in sizes:
             if n > len(candidates):
                 log(f"{prior} -> {target} N={n}: skipped, the target has only {len(candidates)} training rows")
@@ -189,12 +188,11 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
                 transfer.fit(x[pick], y[pick])
                 scratch = make_predictor("additive")
                 scratch.fit(x[pick], y[pick])
-                lo, hi = transfer.interval_ms(x[test])
                 rows.append({"prior": prior, "target": target, "n": n, "draw": how,
                              "target_noise_pct": noise[target]["single_mape_pct"],
                              "transfer": metrics(y[test], transfer.predict_ms(x[test])),
                              "scratch": metrics(y[test], scratch.predict_ms(x[test])), "full": reference,
-                             "coverage_pct": float(100 * np.mean((lo <= y[test]) & (y[test] <= hi)))})
+                             "coverage_pct": coverage_pct(transfer, x[test], y[test])})
             mine = [r for r in rows[-len(picks):] if r["draw"] == "random"]
             log(f"{prior} -> {target} N={n}: transfer MAPE {np.mean([r['transfer']['mape_pct'] for r in mine]):.2f}% "
                 f"Spearman {np.mean([r['transfer']['spearman'] for r in mine]):.3f}, scratch MAPE "

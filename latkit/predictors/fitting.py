@@ -111,11 +111,15 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
 def scored(predictor: Predictor, x: np.ndarray, y: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
     """Held-out scores (``held_out_scores``) and the share of rows inside the predictor's interval."""
     held_out = held_out_scores(y, predictor.predict_ms(x), clean)
-    lo, hi = predictor.interval_ms(x)
-    inside = (lo <= y) & (y <= hi)
-    held_out["interval_coverage_pct"] = float(100 * inside.mean())
-    held_out["undisturbed"]["interval_coverage_pct"] = float(100 * inside[clean].mean())
+    held_out["interval_coverage_pct"] = coverage_pct(predictor, x, y)
+    held_out["undisturbed"]["interval_coverage_pct"] = coverage_pct(predictor, x[clean], y[clean])
     return held_out
+
+
+def coverage_pct(predictor: Predictor, x: np.ndarray, y: np.ndarray) -> float:
+    """Share (%) of the measured latencies ``y`` inside the predictor's interval."""
+    lo, hi = predictor.interval_ms(x)
+    return float(100 * np.mean((lo <= y) & (y <= hi)))
 
 
 def cross_conformal(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, seed: int = 0,
