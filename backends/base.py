@@ -317,6 +317,14 @@ class Backend(ABC):
                               "ONNX backend (onnxruntime, openvino, tensorrt)")
         return self._prepare_impl(source)
 
+    def prebuild(self, source: ModelSource) -> ModelSource:
+        """The work a builder does ahead of a measuring slot, on another core (``latkit measure --ray --builders``):
+        here the ONNX bytes, for backends that read ONNX (the network then stays with the builder). A backend whose
+        slow preparation a per-machine cache keeps overrides this to fill the cache."""
+        if self.reads == "onnx":
+            return ModelSource(source.input_shape, onnx_bytes=source.onnx(), name=source.name)
+        return source
+
     def options(self) -> dict[str, Any]:
         """Settings that change the latency beyond the protocol (e.g. TensorRT precision); part of a dataset's
         identity, so rows measured with other options never share a file."""

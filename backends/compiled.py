@@ -48,6 +48,12 @@ class TorchCompileBackend(TorchBackend):
             return False, "TorchInductor compiles C++ for the CPU and finds no C++ compiler (install g++)"
         return True, ""
 
+    def prebuild(self, source: ModelSource) -> ModelSource:
+        """Compile once in the builder: Inductor's on-disk cache on this machine then serves the measuring slot's own
+        compile of the same network (measured here: 368 s cold, 55 s warm in another process)."""
+        self.prepare(source).close()
+        return source
+
     def _prepare_impl(self, source: ModelSource) -> Runner:
         torch._dynamo.reset()
         model = source.network.to(self.device)

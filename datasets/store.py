@@ -329,7 +329,8 @@ def write(path: str | Path, header: dict[str, Any], table: pa.Table) -> None:
 @dataclass
 class Writer:
     """Appends rows crash-safely; ``compact`` folds the journal into the Parquet file; ``close`` compacts and
-    releases the file's lock. ``run`` (this run's provenance, id ``run_id``) is recorded before its first row."""
+    releases the file's lock. ``run`` (this run's provenance, id ``run_id``) is recorded before its first row, and so
+    is each run ``add_run`` names (a Ray campaign's workers: one run each, so every row's host and CPUs are known)."""
 
     path: Path
     header: dict[str, Any]
@@ -341,17 +342,26 @@ class Writer:
     set_aside: int = 0  # unreadable journal lines this writer's compactions moved to FILE.journal.rejected
     _pending: int = field(default=0, init=False)
     _started: bool = field(default=False, init=False)  # has written to the current journal
+    _runs: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # provenance to record
+
+    def __post_init__(self) -> None:
+        if self.run is not None:
+            self.add_run(str(self.run_id), self.run)
+
+    def add_run(self, run_id: str, run: dict[str, Any]) -> None:
+        """Record run ``run_id``'s provenance with the first row written after this call."""
+        self._runs[run_id] = run
 
     def append(self, row: dict[str, Any]) -> None:
         jp = journal_path(self.path)
         new = not jp.exists()
         records: list[dict[str, Any]] = []
-        if not self._started:
-            if new or _read_journal(self.path).header is None:
-                records.append({"header": self.header})
-            if self.run is not None and self.run_id not in self.header.get("runs", {}):
-                records.append({"run": {"run_id": self.run_id, **self.run}})
-                self.header = dict(self.header, runs={**self.header.get("runs", {}), self.run_id: self.run})
+        if not self._started and (new or _read_journal(self.path).header is None):
+            records.append({"header": self.header})
+        for run_id, run in self._runs.items():
+            if run_id not in self.header.get("runs", {}):
+                records.append({"run": {"run_id": run_id, **run}})
+                self.header = dict(self.header, runs={**self.header.get("runs", {}), run_id: run})
         records.append({"row": row})
         with open(jp, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))

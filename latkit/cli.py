@@ -180,13 +180,18 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
 
     config = _net_config(args)
     protocol = _protocol(args)
+    if args.ray is None and (args.workers is not None or args.builders):
+        raise LatkitError("--workers and --builders need --ray")
+    if args.ray is not None and args.pin_cpu is not None:
+        raise LatkitError("--pin-cpu and --ray: each Ray worker pins itself to a core of its own")
     if args.pin_cpu is not None:
         try:
             os.sched_setaffinity(0, {args.pin_cpu})
         except (AttributeError, OSError, ValueError) as exc:
             raise LatkitError(f"cannot pin to CPU {args.pin_cpu}: {exc}") from None
     backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
-    backend.check_available()
+    if args.ray is None:  # on Ray the workers' machines must have it, not this one
+        backend.check_available()
     out = args.out or default_dataset_name(args.backend, args.device, config)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} arch/s"), TimeRemainingColumn(),
@@ -202,13 +207,23 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
             if plain and (done % 50 == 0 or done == total):
                 print(f"{done}/{total} architectures, {rate * 3600:.0f}/h, {failures} failed", flush=True)
 
+        common = dict(count=args.count, out=out, indices=select_indices(args.seed, args.count, args.select, args.pool),
+                      shard=Shard.parse(args.shard), force=args.force, reference_every=args.reference_every,
+                      repeat_every=args.repeat_every, retry_errors=args.retry_errors,
+                      max_consecutive_failures=args.max_failures, progress=progress)
         try:
-            result = run_campaign(backend, config, protocol, seed=args.seed, count=args.count, out=out,
-                                  indices=select_indices(args.seed, args.count, args.select, args.pool),
-                                  shard=Shard.parse(args.shard), force=args.force,
-                                  reference_every=args.reference_every, repeat_every=args.repeat_every,
-                                  retry_errors=args.retry_errors, max_consecutive_failures=args.max_failures,
-                                  progress=progress)
+            if args.ray is not None:
+                from latkit.cluster import Spec, run_campaign_ray
+
+                spec = Spec(args.backend, args.device, _backend_options(args.backend_option), config, protocol,
+                            args.seed)
+                bar.update(task, description=f"{args.backend}/{args.device} on Ray")
+                result = run_campaign_ray(spec, address=args.ray, workers=args.workers, builders=args.builders,
+                                          ahead=args.ahead, log=lambda line: console.print(line, highlight=False),
+                                          **common)
+                bar.update(task, description=f"{args.backend}/{args.device} on Ray, {result.workers} workers")
+            else:
+                result = run_campaign(backend, config, protocol, seed=args.seed, **common)
         except KeyboardInterrupt:
             print(f"latkit: interrupted; {out} keeps every finished architecture, rerun the same command to resume",
                   file=sys.stderr)
@@ -221,8 +236,13 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
               f"{out}.journal.rejected; their rows are not in the dataset", file=sys.stderr)
     rate = result.measured / result.seconds * 3600 if result.seconds else 0.0
     retried = f", {result.retried} of them retried after an error" if result.retried else ""
-    console.print(f"measured {result.measured} architectures ({result.failures} failed{retried}, {result.skipped} "
-                  f"already in {out}) in {result.seconds:.0f} s: {rate:.0f} architectures/hour", highlight=False)
+    on_ray = ""
+    if args.ray is not None:
+        on_ray = f" on {result.workers} Ray workers" + (f" ({result.replaced} replaced after dying, {result.requeued} "
+                                                        "jobs queued again)" if result.requeued else "")
+    console.print(f"measured {result.measured} architectures{on_ray} ({result.failures} failed{retried}, "
+                  f"{result.skipped} already in {out}) in {result.seconds:.0f} s: {rate:.0f} architectures/hour",
+                  highlight=False)
     return 0
 
 
@@ -517,9 +537,19 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     predictor = _search_predictor(args)
     train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels, batch_size=96,
                  device=args.search_device)
+    backends = parse_backends(args.backends)
+    runners = {}
+    if args.ray is not None:
+        from latkit.cluster import ray_runners
+
+        on_gpu = args.target_device != "cpu" or any(d != "cpu" for _, d in backends or [])
+        runners = dict(zip(("parallel", "one_at_a_time"),
+                           ray_runners(args.ray, cpus_per_job=args.threads or 1,
+                                       gpus_per_job=1 if args.search_device != "cpu" else 0,
+                                       measure_gpus=1 if on_gpu else 0)))
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
                     lambdas=lambdas, form=args.form, search=_search_kwargs(args), train=train,
-                    log=lambda line: console.print(line, highlight=False), backends=parse_backends(args.backends))
+                    log=lambda line: console.print(line, highlight=False), backends=backends, **runners)
     print(sweep_table(doc))
     console.print(f"wrote {Path(args.out) / 'sweep.md'}, sweep.json, pareto.png", highlight=False)
     return 0
@@ -588,6 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
     p.add_argument("--max-failures", type=COUNT, default=10,
                    help="stop after this many consecutive failed architectures (default %(default)s; 0: never)")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
+                   help="measure on a Ray cluster: auto (the one `ray start` runs here; the default), local (a private "
+                        "one on this machine) or HOST:PORT; this process keeps the dataset, workers measure")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="with --ray: measuring slots, one device each (default: one per GPU, or per free CPU)")
+    p.add_argument("--builders", type=COUNT, default=0,
+                   help="with --ray: builder actors preparing architectures ahead on cores the slots do not use")
+    p.add_argument("--ahead", type=POSITIVE_INT, default=2,
+                   help="with --builders: architectures kept prepared per slot (default %(default)s)")
     p.set_defaults(handler=_cmd_measure)
 
     dataset = sub.add_parser("dataset", help="inspect, merge and validate latency datasets")
@@ -719,6 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-layers", type=POSITIVE_INT, default=8)
     p.add_argument("--train-channels", type=POSITIVE_INT, default=16)
     p.add_argument("--out", default="runs/sweep")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
+                   help="run each lambda's search and each training as a Ray task (auto: the cluster `ray start` runs "
+                        "here; local: a private one); the measurements run one at a time on a claimed core")
     p.set_defaults(handler=_cmd_sweep)
     return parser
 

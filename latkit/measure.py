@@ -152,6 +152,28 @@ def _indices(ds: Dataset | None, ok_only: bool) -> set[int]:
     return set() if ds is None else set(ds.samples(ok_only=ok_only).column("index").to_pylist())
 
 
+def plan(existing: Dataset | None, count: int, indices: list[int] | None, shard: Shard,
+         retry_errors: bool) -> tuple[list[int], set[int], int, int]:
+    """(indices to measure, indices done, how many are skipped as done, how many of the todo are retried errors)."""
+    done = _indices(existing, ok_only=retry_errors)
+    attempted = _indices(existing, ok_only=False)
+    wanted = [i for i in (range(count) if indices is None else indices) if i in shard]
+    todo = [i for i in wanted if i not in done]
+    return todo, done, len(wanted) - len(todo), sum(i in attempted for i in todo)
+
+
+def row_base(backend: str, device: str, config: NetConfig, seed: int, run_id: str) -> dict[str, Any]:
+    """The columns every row of a campaign shares."""
+    return {"seed": seed, "backend": backend, "device": device, "run_id": run_id,
+            **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
+
+
+def repeat_of(seed: int, index: int, done: set[int]) -> int:
+    """The earlier sample re-measured after ``index``: picked at random, often measured long ago, so the noise floor
+    includes slow changes of the machine, not only run-to-run jitter."""
+    return random.Random(f"{seed}:{index}").choice(sorted(done))
+
+
 def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol, *, seed: int, count: int,
                  out: str | Path, shard: Shard = Shard(), force: bool = False, reference_every: int = 100,
                  repeat_every: int = 20, retry_errors: bool = False, max_consecutive_failures: int = 10,
@@ -171,28 +193,14 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
     failures, streak, start = 0, 0, time.perf_counter()
     reference = None
     try:
-        done = _indices(existing, ok_only=retry_errors)
-        attempted = _indices(existing, ok_only=False)
-        wanted = [i for i in (range(count) if indices is None else indices) if i in shard]
-        todo = [i for i in wanted if i not in done]
-        skipped, retried = len(wanted) - len(todo), sum(i in attempted for i in todo)
-        base = {"seed": seed, "backend": backend.name, "device": backend.device, "run_id": run_id,
-                **{k: getattr(config, k) for k in ("batch", "resolution", "channels", "layers")}}
+        todo, done, skipped, retried = plan(existing, count, indices, shard, retry_errors)
+        base = row_base(backend.name, backend.device, config, seed, run_id)
         keep_reference = todo and reference_every > 0 and backend.persistent_runners
         reference = _prepare_reference(backend, config) if keep_reference else None
 
         def time_reference() -> None:
             row = dict(base, kind="reference", index=-1, genotype=str(PUBLISHED[REFERENCE]), timestamp=_now())
-            runner = reference or _prepare_reference(backend, config)  # prepared afresh on some backends
-            try:
-                timing = measure(runner, protocol)
-            except Exception as exc:
-                raise _reference_error(backend, exc) from exc
-            finally:
-                if runner is not reference:
-                    runner.close()
-            row.update(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
-            writer.append(row)
+            writer.append(dict(row, **reference_columns(backend, config, protocol, reference)))
 
         def append(row: dict[str, Any]) -> None:
             """Write a sample or repeat row; stop after too many failures in a row."""
@@ -215,9 +223,7 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
             done.add(index)
             append(row)
             if repeat_every > 0 and (pos + 1) % repeat_every == 0:
-                # an earlier sample picked at random, often measured long ago: the noise floor then includes
-                # slow changes of the machine, not only run-to-run jitter
-                again = random.Random(f"{seed}:{index}").choice(sorted(done))
+                again = repeat_of(seed, index, done)
                 g = sample(seed, again)
                 append(dict(base, kind="repeat", index=again, genotype=str(g), timestamp=_now(),
                             **time_genotype(backend, g, config, protocol, what=f"repeat of sample {again}")))
@@ -231,6 +237,21 @@ def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
         writer.close()
     return CampaignResult(len(todo), failures, skipped, time.perf_counter() - start, retried, writer.dropped_line,
                           writer.set_aside)
+
+
+def reference_columns(backend: Backend, config: NetConfig, protocol: MeasureProtocol,
+                      reference: Any = None) -> dict[str, Any]:
+    """Time the reference architecture (its runner ``reference``, or prepared afresh and closed): the row's
+    measurement columns. A reference the backend cannot run stops the campaign."""
+    runner = reference or _prepare_reference(backend, config)
+    try:
+        timing = measure(runner, protocol)
+    except Exception as exc:
+        raise _reference_error(backend, exc) from exc
+    finally:
+        if runner is not reference:
+            runner.close()
+    return dict(timing.stats.to_dict(), status="ok", error="", **_loop_times(timing))
 
 
 def _prepare_reference(backend: Backend, config: NetConfig) -> Any:

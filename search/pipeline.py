@@ -98,45 +98,70 @@ def parse_backends(text: str | None) -> list[tuple[str, str]] | None:
     return pairs
 
 
+Job = Callable[[Log], Any]  # a unit of a sweep's work, given where to log
+Runner = Callable[[list[Job]], list[Any]]  # runs jobs (perhaps side by side), returns their results in order
+
+
 def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: Any, lambdas: list[float],
               form: str, search: dict[str, Any], train: dict[str, Any], log: Log,
-              backends: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+              backends: list[tuple[str, str]] | None = None, parallel: Runner | None = None,
+              one_at_a_time: Runner | None = None) -> dict[str, Any]:
     """A search per lambda, each genotype (and DARTS_V2) trained and measured on ``backends`` (default: every
     backend available here; the target is always among them).
 
     ``search`` holds ``run_search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
     ``train_genotype`` (epochs, layers, channels, batch_size, device). Accuracy is that of the network trained
     here (``train``'s shape); latency is that of the deployment network the predictor was fitted on: the two
-    are written side by side in the table and the JSON, each with its shape. Returns the sweep document.
+    are written side by side in the table and the JSON, each with its shape. ``parallel`` runs the searches and
+    the trainings (on Ray: one task each, ``latkit.cluster.ray_runners``), ``one_at_a_time`` the measurements
+    (never two at once); both default to running here, in order. Returns the sweep document.
     """
     from latkit.search.searcher import run_search
     from latkit.search.train import train_genotype
 
     check_target(target, target_device)
+    parallel = parallel or (lambda jobs: [job(log) for job in jobs])
+    one_at_a_time = one_at_a_time or (lambda jobs: [job(log) for job in jobs])
     out = Path(out)
     config = deployment_config(predictor)
+
+    def search_job(lam: float) -> Job:
+        def job(job_log: Log) -> dict[str, Any]:
+            sub = out / f"lambda_{lam:g}"
+            job_log(f"== search, lambda {lam:g} -> {sub}")
+            result = run_search(sub, predictor=predictor, lam=lam, form=form, log=job_log, **search)
+            result.update(lam=lam, form=form, predictor=predictor.kind)
+            return finish_search(result, target, target_device, predictor, False, sub)
+        return job
+
+    def train_job(name: str, genotype: Genotype) -> Job:
+        def job(job_log: Log) -> dict[str, Any]:
+            job_log(f"== train {name} for {train['epochs']} epochs")
+            return train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
+                                  resolution=search.get("resolution"), limit=search.get("limit"),
+                                  seed=search.get("seed", 0), **train)
+        return job
+
+    def measure_job(backend: str, device: str, genotype: Genotype) -> Job:
+        return lambda job_log: measure_ms(backend, device, genotype, config)["min_ms"]
+
+    results = parallel([search_job(lam) for lam in lambdas])
+    for lam, result in zip(lambdas, results):
+        _write_result(out / f"lambda_{lam:g}", result)  # here too: the search may have run on another machine
     candidates: list[tuple[str, Genotype]] = [("DARTS_V2", PUBLISHED["DARTS_V2"])]
-    for lam in lambdas:
-        sub = out / f"lambda_{lam:g}"
-        log(f"== search, lambda {lam:g} -> {sub}")
-        result = run_search(sub, predictor=predictor, lam=lam, form=form, log=log, **search)
-        result.update(lam=lam, form=form, predictor=predictor.kind)
-        finish_search(result, target, target_device, predictor, False, sub)
-        candidates.append((f"lambda={lam:g}", parse(result["genotype"])))
+    candidates += [(f"lambda={lam:g}", parse(r["genotype"])) for lam, r in zip(lambdas, results)]
+    trained_all = parallel([train_job(name, genotype) for name, genotype in candidates])
     backends = list(dict.fromkeys([(target, target_device)] + (backends or available_backends())))
+    log(f"== measure {len(candidates)} genotypes on {len(backends)} backends, one at a time")
+    ms = iter(one_at_a_time([measure_job(b, d, g) for _, g in candidates for b, d in backends]))
     rows = []
-    trained_config: dict[str, Any] = {}
-    for name, genotype in candidates:
-        log(f"== train {name} for {train['epochs']} epochs, measure on {len(backends)} backends")
-        trained = train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
-                                 resolution=search.get("resolution"), limit=search.get("limit"),
-                                 seed=search.get("seed", 0), **train)
-        trained_config = dict(trained["config"], data=search["data"], epochs=train["epochs"])
-        latencies = {f"{b}/{d}": measure_ms(b, d, genotype, config)["min_ms"] for b, d in backends}
+    for (name, genotype), trained in zip(candidates, trained_all):
+        latencies = {f"{b}/{d}": next(ms) for b, d in backends}
         rows.append({"name": name, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
                      "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
                      "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies})
         log(f"{name}: accuracy {100 * trained['test_accuracy']:.2f}%, {target} {rows[-1]['measured_ms']:.3f} ms")
+    trained_config = dict(trained_all[-1]["config"], data=search["data"], epochs=train["epochs"])
     doc = {"target": f"{target}/{target_device}", "form": form, "trained_config": trained_config,
            "deployment_config": config.to_dict(), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)

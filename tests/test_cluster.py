@@ -1,0 +1,176 @@
+"""Measurement campaigns on Ray (latkit measure --ray), on a local Ray instance the tests start and stop."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from latkit.backends.base import MeasureProtocol
+from latkit.cli import main
+from latkit.datasets.store import FORMAT, FORMAT_VERSION, journal_path, load, open_writer
+from latkit.errors import LatkitError
+from latkit.network import NetConfig
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'latkit[ray]')")
+
+from latkit.cluster import Spec, run_campaign_ray  # noqa: E402
+
+TINY = NetConfig(layers=5, channels=8, resolution=16)
+FAST = MeasureProtocol(warmup_runs=2, warmup_ms=0.0, repeats=3)
+SPEC = Spec("onnxruntime", "cpu", {}, TINY, FAST, 0)
+TINY_ARGS = ["--layers", "5", "--channels", "8", "--resolution", "16", "--repeats", "3", "--warmup-runs", "2",
+             "--warmup-ms", "0"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def sample_indices(path: Path) -> list[int]:
+    t = load(path).table.to_pydict()
+    return sorted(i for k, i in zip(t["kind"], t["index"]) if k == "sample")
+
+
+def test_two_workers_measure_exactly_the_requested_samples(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "ds.parquet"
+    result = run_campaign_ray(SPEC, count=10, out=str(out), workers=2, reference_every=4, repeat_every=3)
+    assert result.measured == 10 and result.workers == 2 and result.failures == 0
+    assert sample_indices(out) == list(range(10))
+    ds = load(out)
+    t = ds.table.to_pydict()
+    assert set(t["run_id"]) <= set(ds.runs) and len(ds.runs) == 2  # each worker a run of its own...
+    assert all(run["host"] and len(run["cpus"]) == 1 for run in ds.runs.values())  # ...naming its host and core
+    assert {run["cpus"][0] for run in ds.runs.values()} == {0, 1}  # never two slots on one core
+    kinds = collections.Counter(t["kind"])
+    assert kinds["repeat"] == 3 and kinds["reference"] >= 2
+    # resume: only the new indices are measured
+    again = run_campaign_ray(SPEC, count=13, out=str(out), workers=2, reference_every=0, repeat_every=0)
+    assert again.measured == 3 and again.skipped == 10 and sample_indices(out) == list(range(13))
+
+
+def test_builders_prepare_ahead_and_the_rows_are_the_same(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "built.parquet"
+    result = run_campaign_ray(SPEC, count=6, out=str(out), workers=1, builders=1, reference_every=0, repeat_every=0)
+    assert result.measured == 6 and sample_indices(out) == list(range(6))
+    t = load(out).table.to_pydict()
+    assert set(t["status"]) == {"ok"} and all(g for g in t["genotype"])
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "killed.parquet"
+    killed: list[str] = []
+
+    def kill_one(done: int, total: int, failures: int) -> None:
+        if done == 3 and not killed:
+            name = next(n for n in ray.util.list_named_actors() if n.startswith("latkit-slot-"))
+            ray.kill(ray.get_actor(name))
+            killed.append(name)
+
+    result = run_campaign_ray(SPEC, count=12, out=str(out), workers=2, reference_every=0, repeat_every=0,
+                              progress=kill_one)
+    assert killed and result.replaced >= 1 and result.requeued >= 1
+    assert sample_indices(out) == list(range(12))  # none lost, none twice
+    assert len(load(out).runs) == 3  # the replacement is a run of its own
+
+
+def test_a_worker_with_another_environment_is_refused(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "foreign.parquet"
+    # a dataset begun on another machine: same campaign, another CPU
+    first = run_campaign_ray(SPEC, count=1, out=str(out), workers=1, reference_every=0, repeat_every=0)
+    assert first.measured == 1
+    ds = load(out)
+    header = dict(ds.header, environment=dict(ds.header["environment"], cpu="Some Other CPU"))
+    other = tmp_path / "other.parquet"
+    writer, _ = open_writer(other, header)
+    writer.append(ds.table.to_pylist()[0])
+    writer.close()
+    with pytest.raises(LatkitError, match=r"measured with a different environment\.cpu"):
+        run_campaign_ray(SPEC, count=3, out=str(other), workers=1, reference_every=0, repeat_every=0)
+    assert sample_indices(other) == [0]  # nothing mixed in
+
+
+def test_a_later_worker_on_another_machine_is_refused_and_stopped() -> None:
+    from latkit.cluster import _Campaign, _Worker
+
+    killed: list[str] = []
+    fake_ray = type("FakeRay", (), {"kill": staticmethod(killed.append), "remote": staticmethod(lambda **kw: lambda c: c)})
+    writer = type("W", (), {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "runs": {},
+                            "add_run": lambda self, rid, run: self.runs.update({rid: run})})()
+    campaign = _Campaign(fake_ray, SPEC, writer, "ds.parquet", force=False, resources={}, log=lambda line: None)
+    same = {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "run": {"host": "a"}}
+    other = {"header": {"backend": "onnxruntime", "environment": {"cpu": "B"}}, "run": {"host": "b"}}
+    assert campaign.admit(_Worker("actor-a", "ra"), same)
+    assert not campaign.admit(_Worker("actor-b", "rb"), other)
+    assert killed == ["actor-b"] and list(writer.runs) == ["ra"]
+    assert campaign.refused == ["worker on b refused: its environment.cpu differ from ds.parquet's (measure there into "
+                                "another --out, or --force where only the environment differs)"]
+
+
+def test_ray_flags_need_ray_and_a_cluster_that_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "x.parquet"
+    argv = ["measure", "--backend", "onnxruntime", "--count", "2", "--out", str(out), *TINY_ARGS]
+    assert main([*argv, "--ray", "127.0.0.1:9"]) == 2
+    assert "no Ray cluster answers at 127.0.0.1:9" in capsys.readouterr().err
+    assert main([*argv, "--workers", "2"]) == 2
+    assert "need --ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main([*argv, "--ray", "local"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'latkit[ray]'" in err
+    assert not out.exists() and not journal_path(out).exists()
+
+
+def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path: Path) -> None:
+    out = tmp_path / "driver.parquet"
+    cmd = [sys.executable, "-m", "latkit", "measure", "--backend", "onnxruntime", "--count", "30", "--out", str(out),
+           "--ray", "local", "--workers", "2", "--repeat-every", "0", "--reference-every", "0", *TINY_ARGS]
+    env = dict(os.environ, RAY_ADDRESS="")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            jp = journal_path(out)
+            if jp.exists() and jp.read_bytes().count(b'"row"') >= 5:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the campaign ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = sample_indices(out)
+    assert 5 <= len(partial) < 30
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sample_indices(out) == list(range(30))  # every index once: nothing lost, nothing twice
+
+
+def test_sweep_on_ray_runs_each_lambda_as_a_task(cluster: Any, dataset: Path, tmp_path: Path) -> None:
+    import json
+
+    from latkit.predictors import fit_dataset
+
+    predictor, _ = fit_dataset(dataset, "additive")
+    pred_dir = predictor.save(tmp_path / "additive")
+    out = tmp_path / "sweep"
+    tiny = ["--epochs", "1", "--layers", "3", "--channels", "4", "--limit", "64", "--resolution", "8", "--threads", "1"]
+    assert main(["sweep", "--ray", "local", "--target", "onnxruntime", "--predictor", str(pred_dir), "--lambdas",
+                 "0,1", "--backends", "torch", *tiny, "--train-epochs", "1", "--train-layers", "3",
+                 "--train-channels", "4", "--out", str(out)]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in doc["rows"]] == ["DARTS_V2", "lambda=0", "lambda=1"]
+    assert all(r["latency_ms"]["torch/cpu"] > 0 and r["latency_ms"]["onnxruntime/cpu"] > 0 for r in doc["rows"])
+    for lam in ("0", "1"):  # each search's result written by the driver, whichever machine searched
+        assert json.loads((out / f"lambda_{lam}" / "result.json").read_text())["lam"] == float(lam)
