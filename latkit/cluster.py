@@ -212,6 +212,7 @@ class _Campaign:
         self.builders: list[Any] = []
         self.actors: list[Any] = []  # every actor started, to stop them all at the end
         self.refused: list[str] = []
+        self.runs: dict[str, dict[str, Any]] = {}  # run id -> provenance of each admitted slot
 
     def start_slot(self) -> tuple[_Worker, dict[str, Any]]:
         actor = self.slot_cls.options(name=f"latkit-slot-{uuid.uuid4().hex[:12]}", **self.resources).remote(self.spec)
@@ -235,6 +236,7 @@ class _Campaign:
             self.ray.kill(worker.actor)
             return False
         self.writer.add_run(worker.run_id, info["run"])
+        self.runs[worker.run_id] = info["run"]
         self.slots.append(worker)
         return True
 
@@ -304,6 +306,10 @@ def _drive(c: _Campaign, first: _Worker, info: dict[str, Any], existing: Any, de
     if not c.slots:
         raise LatkitError(f"every worker was refused: {c.refused[0]}")
     c.builders = [c.start_builder() for _ in range(builders)] if todo else []
+    if todo:
+        where = ", ".join(f"{r['host']}:{','.join(map(str, r['cpus'] or []))}" for r in
+                          (c.runs[w.run_id] for w in c.slots))
+        c.log(f"{len(c.slots)} measuring slots (host:core {where}), {len(c.builders)} builders; {len(todo)} to measure")
     base = row_base(spec.backend, spec.device, spec.config, spec.seed, "")
     queue = collections.deque(todo)
     repeats: collections.deque[int] = collections.deque()  # samples after which a repeat is due
