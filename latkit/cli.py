@@ -493,8 +493,11 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     console.print(f"searching on {args.search_device} for {args.target}/{args.target_device} with the "
                   f"{predictor.kind} predictor, lambda {args.lam} ({args.form}), {args.epochs} epochs on {args.data} "
                   f"-> {out}", highlight=False)
-    result = run_search(out, predictor=predictor, lam=args.lam, form=args.form, target_ms=args.target_ms,
-                        log=lambda line: console.print(line, highlight=False), **_search_kwargs(args))
+    bar, progress = _batch_bar(console, "search")
+    with bar:
+        result = run_search(out, predictor=predictor, lam=args.lam, form=args.form, target_ms=args.target_ms,
+                            log=lambda line: console.print(line, highlight=False), progress=progress,
+                            **_search_kwargs(args))
     result.update(lam=args.lam, form=args.form, predictor=predictor.kind, search_device=args.search_device)
     result = finish_search(result, args.target, args.target_device, predictor, not args.no_measure, out)
     console.print(result["genotype"], soft_wrap=True, highlight=False)
@@ -507,16 +510,46 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _batch_bar(console: Console, label: str) -> "tuple[Progress, BatchProgress]":  # noqa: F821
+    """A bar of the current epoch's batches (done/total, running loss, elapsed) and the callback that moves it;
+    on a console that is not a terminal it shows nothing (the epoch log lines remain)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("batches  loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
+    bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task(label, total=None, loss=float("nan"))
+
+    def progress(batch: int, batches: int, running_loss: float) -> None:
+        if batch == 1:  # a new epoch: restart the bar and its clock
+            bar.reset(task, total=batches)
+        bar.update(task, completed=batch, total=batches, loss=running_loss)
+
+    return bar, progress
+
+
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from latkit.search.pipeline import genotype_from
     from latkit.search.train import train_genotype
 
     _set_threads(args)
     genotype = genotype_from(args.genotype)
-    result = train_genotype(genotype, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
-                            batch_size=args.batch_size, device=args.device, layers=args.layers,
-                            channels=args.channels, resolution=args.resolution, limit=args.limit, seed=args.seed,
-                            log=lambda line: console.print(line, highlight=False))
+    if args.out_dir is not None and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise LatkitError(f"--out-dir {args.out_dir} is a file, not a directory")
+    bar, progress = _batch_bar(console, "train")
+    try:
+        with bar:
+            result = train_genotype(genotype, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+                                    batch_size=args.batch_size, device=args.device, layers=args.layers,
+                                    channels=args.channels, resolution=args.resolution, limit=args.limit,
+                                    seed=args.seed, log=lambda line: console.print(line, highlight=False),
+                                    out=args.out_dir, progress=progress)
+    except KeyboardInterrupt:
+        if args.out_dir is None:
+            raise
+        print(f"latkit: interrupted; {args.out_dir} keeps every finished epoch, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
     console.print(f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['params'] / 1e6:.3f} M parameters, "
                   f"{args.epochs} epochs on {args.data})", highlight=False)
     if args.out:
@@ -746,6 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=POSITIVE_INT)
     p.add_argument("--out", help="write the result JSON here")
+    p.add_argument("--out-dir", metavar="DIR", help="checkpoint every epoch in DIR; rerunning the same command "
+                                                    "resumes after the last finished epoch")
     data_args(p, batch=96)
     p.set_defaults(handler=_cmd_train)
 

@@ -139,7 +139,8 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
             job_log(f"== train {name} for {train['epochs']} epochs")
             return train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
                                   resolution=search.get("resolution"), limit=search.get("limit"),
-                                  seed=search.get("seed", 0), **train)
+                                  seed=search.get("seed", 0), out=out / f"train_{name.replace('=', '_')}",
+                                  log=job_log, **train)
         return job
 
     def measure_job(backend: str, device: str, genotype: Genotype) -> Job:

@@ -32,6 +32,7 @@ W_LR, W_LR_MIN, W_MOMENTUM, W_DECAY, GRAD_CLIP = 0.025, 0.001, 0.9, 3e-4, 5.0
 A_LR, A_BETAS, A_DECAY = 3e-4, (0.5, 0.999), 1e-3
 
 Log = Callable[[str], None]
+BatchProgress = Callable[[int, int, float], None]  # (batch done, batches in the epoch, running mean loss)
 
 
 def cosine_lr(epoch: int, epochs: int, lr_max: float, lr_min: float) -> float:
@@ -63,12 +64,14 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
                target_ms: Optional[float] = None, data: str = "digits", data_dir: Optional[str | Path] = None,
                resolution: Optional[int] = None, limit: Optional[int] = None, epochs: int = 50,
                batch_size: int = 64, order: int = 1, device: str | torch.device = "cpu", layers: int = 8,
-               channels: int = 16, seed: int = 0, log: Optional[Log] = None) -> dict[str, Any]:
+               channels: int = 16, seed: int = 0, log: Optional[Log] = None,
+               progress: Optional[BatchProgress] = None) -> dict[str, Any]:
     """Run (or resume) a latency-aware DARTS search; returns the final genotype, its predicted latency, history.
 
     Give either ``penalty`` or ``predictor`` (+ ``lam``, ``form``, ...). ``lam == 0`` is plain DARTS; the
     predictor, when given, still reports each epoch's derived genotype latency. The cosine schedule spans the
     ``epochs`` of the current call, so resuming with more epochs stretches the rest of the schedule.
+    ``progress(batch, batches, running_loss)`` is called after every weight step.
     """
     if order not in (1, 2):
         raise LatkitError(f"order must be 1 (first-order DARTS) or 2 (second order, unrolled), got {order}")
@@ -122,6 +125,8 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
             val_obj += architect.step(x, y, a_x[a_idx], a_y[a_idx], lr, w_opt, order)
             batch_loss, batch_correct = weight_step(model, model.weights(), w_opt, x, y)
             loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
+            if progress is not None:
+                progress(step + 1, len(w_batches), loss_sum / seen)
         val_acc = accuracy(model, a_x, a_y, batch_size)
         genotype = model.genotype()
         with torch.no_grad():
@@ -180,7 +185,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def save_checkpoint(out: Path, settings: dict[str, Any], model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], history: list[dict[str, Any]]) -> None:
-    """Tensors (model, alphas, optimizer buffers) to safetensors; scalars, settings and history to JSON."""
+    """Tensors (model, alphas, optimizer buffers) to safetensors; scalars, settings and history to JSON.
+
+    Shared by the search and the training (``settings["kind"] == "train"``)."""
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     scalars: dict[str, Any] = {}
@@ -212,8 +219,9 @@ def load_checkpoint(out: Path, settings: dict[str, Any], model: torch.nn.Module,
     saved = json.loads(json.dumps(settings))  # same JSON normalisation as the stored copy
     if doc["settings"] != saved:
         diff = sorted(k for k in set(saved) | set(doc["settings"]) if saved.get(k) != doc["settings"].get(k))
-        raise LatkitError(f"{out} holds a search with other settings ({', '.join(diff)} differ): "
-                          "use another --out or the same settings to resume")
+        what = doc["settings"].get("kind", "search")
+        raise LatkitError(f"{out} holds a {what} checkpoint with other settings ({', '.join(diff)} differ): "
+                          "use another directory or the same settings to resume")
     path = out / "checkpoint.safetensors"
     if not path.exists():
         raise LatkitError(f"{path} is missing: the checkpoint is incomplete")

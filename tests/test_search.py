@@ -36,13 +36,7 @@ UNIFORM = 16 * 11.5 / 7 + 1.0
 TINY = dict(channels=4, layers=3, classes=10, in_channels=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared, busy CPU, OpenMP threads spinning for a core make these tests 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class LinearStandIn:
