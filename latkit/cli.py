@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS,
                    help="latency statistic to learn (default %(default)s)")
     p.add_argument("--train-size", type=POSITIVE_INT, help="use only this many training architectures")
-    p.add_argument("--prior", action="append", metavar="BACKEND|DIR",
+    p.add_argument("--prior", action="append", metavar="BACKEND[/DEVICE]|DIR",
                    help="few-shot: transfer from this predictor (repeatable); the dataset may hold only a few rows")
     p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
                    help="which embedded predictor, when --prior is a backend (default %(default)s)")

@@ -123,3 +123,14 @@ def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -
     assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
     assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2
     assert "at least two datasets" in capsys.readouterr().err
+
+
+def test_a_prior_names_its_device_for_a_transfer_across_devices() -> None:
+    """A GPU dataset's transfer fit takes CPU priors: ``onnxruntime/cpu`` whatever the dataset's device."""
+    from latkit.predictors import load_predictor
+
+    cpu_prior = load_predictor("onnxruntime/cpu", device="cuda")
+    assert (cpu_prior.meta["backend"], cpu_prior.meta["device"]) == ("onnxruntime", "cpu")
+    assert load_predictor("torch", device="cuda").meta["device"] == "cuda"  # the H200 dataset's predictor
+    with pytest.raises(PredictorError, match="no embedded mlp predictor for onnxruntime on cuda"):
+        load_predictor("onnxruntime", device="cuda")

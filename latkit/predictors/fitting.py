@@ -204,15 +204,18 @@ def default_name(backend: str, device: str, kind: str) -> str:
 
 
 def load_predictor(spec: str, device: str = "cpu", kind: str = "mlp") -> Predictor:
-    """A saved predictor directory, or the embedded default for a backend name (e.g. ``onnxruntime``)."""
+    """A saved predictor directory, or the embedded default for a backend name on ``device`` (``onnxruntime``), or
+    on the device the name gives (``onnxruntime/cpu``: a CPU prior for a GPU dataset's transfer fit)."""
     if Path(spec).is_dir():
         return load_dir(spec)
     from latkit.backends.registry import list_backends
 
-    if spec not in list_backends():
+    name, _, on = spec.partition("/")
+    if name not in list_backends():
         raise PredictorError(f"{spec!r} is neither a predictor directory nor a backend ({', '.join(list_backends())})")
-    embedded = resources.files("latkit") / "predictors" / "pretrained" / default_name(spec, device, kind)
+    device = on or device
+    embedded = resources.files("latkit") / "predictors" / "pretrained" / default_name(name, device, kind)
     if not embedded.is_dir():
-        raise PredictorError(f"no embedded {kind} predictor for {spec} on {device}; measure a dataset and "
+        raise PredictorError(f"no embedded {kind} predictor for {name} on {device}; measure a dataset and "
                              f"'latkit fit' one, then pass --predictor DIR")
     return load_dir(Path(str(embedded)))
