@@ -27,9 +27,9 @@ from typing import Any, Callable
 from latkit.backends.base import MeasureProtocol, ModelSource
 from latkit.errors import LatkitError
 from latkit.datasets.store import header_diff
-from latkit.measure import (PROGRAMMING_ERRORS, REFERENCE, CampaignResult, MeasurementBug, Progress, Shard,
-                            TooManyFailures, _now, _prepare_reference, campaign_header, environment, plan,
-                            reference_columns, repeat_of, row_base, run_provenance, time_genotype, time_model)
+from latkit.measure import (REFERENCE, CampaignResult, Progress, Shard, TooManyFailures, _now, _prepare_reference,
+                            campaign_header, environment, error_columns, plan, reference_columns, repeat_of, row_base,
+                            run_provenance, time_genotype, time_model)
 from latkit.network import NetConfig, build
 from latkit.space import PUBLISHED, sample
 
@@ -150,14 +150,11 @@ class Slot:
         what = f"{'sample' if kind == 'sample' else 'repeat of sample'} {index}"
         if isinstance(source, ModelSource):
             cols = time_model(self.backend, lambda: source, spec.protocol, what)
-        elif isinstance(source, dict):  # the builder could not build it: an error row, the campaign goes on
-            cols = dict(time_genotype(self.backend, genotype, spec.config, spec.protocol, what), **source)
+        elif isinstance(source, dict):  # the builder could not build it: its error row, the campaign goes on
+            cols = source
         else:
             cols = time_genotype(self.backend, genotype, spec.config, spec.protocol, what)
         return dict(cols, genotype=str(genotype), timestamp=timestamp)
-
-    def ping(self) -> bool:
-        return True
 
 
 class Builder:
@@ -171,17 +168,13 @@ class Builder:
     def build(self, index: int) -> Any:
         """``index``'s model source, prebuilt; an architecture that cannot be built is a dict of error columns."""
         genotype = sample(self.spec.seed, index)
+        t0 = time.perf_counter_ns()
         try:
             return self.backend.prebuild(ModelSource.of(build(genotype, self.spec.config)))
         except (KeyboardInterrupt, SystemExit):
             raise
-        except PROGRAMMING_ERRORS as exc:
-            raise MeasurementBug.of(self.backend, f"building sample {index}", exc) from exc
         except Exception as exc:
-            return {"status": "error", "n": 0, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]}
-
-    def ping(self) -> bool:
-        return True
+            return error_columns(self.backend, f"building sample {index}", exc, (time.perf_counter_ns() - t0) / 1e6)
 
 
 @dataclass
@@ -210,19 +203,19 @@ class _Campaign:
         self.builder_cls = ray.remote(max_restarts=0)(Builder)
         self.slots: list[_Worker] = []
         self.builders: list[Any] = []
-        self.actors: list[Any] = []  # every actor started, to stop them all at the end
+        self.actors: dict[str, Any] = {}  # name -> every actor started, to stop them all at the end
         self.refused: list[str] = []
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> provenance of each admitted slot
 
     def start_slot(self) -> tuple[_Worker, dict[str, Any]]:
-        actor = self.slot_cls.options(name=f"latkit-slot-{uuid.uuid4().hex[:12]}", **self.resources).remote(self.spec)
-        self.actors.append(actor)
+        name = f"latkit-slot-{uuid.uuid4().hex[:12]}"
+        actor = self.actors[name] = self.slot_cls.options(name=name, **self.resources).remote(self.spec)
         info = self.get(actor.describe.remote())
         return _Worker(actor, info["run_id"]), info
 
     def start_builder(self) -> Any:
-        actor = self.builder_cls.options(name=f"latkit-builder-{uuid.uuid4().hex[:12]}", num_cpus=1).remote(self.spec)
-        self.actors.append(actor)
+        name = f"latkit-builder-{uuid.uuid4().hex[:12]}"
+        actor = self.actors[name] = self.builder_cls.options(name=name, num_cpus=1).remote(self.spec)
         return actor
 
     def admit(self, worker: _Worker, info: dict[str, Any]) -> bool:
@@ -244,13 +237,17 @@ class _Campaign:
         return _get(self.ray, ref)
 
     def alive(self, actor: Any) -> bool:
+        """Whether Ray still knows the actor, asked of Ray's registry: a call to the actor itself would queue behind
+        a build that may take minutes (a torch.compile) and mistake a busy builder for a dead one."""
+        name = next(n for n, a in self.actors.items() if a is actor)
         try:
-            return bool(self.ray.get(actor.ping.remote(), timeout=60))
-        except Exception:
+            self.ray.get_actor(name)
+        except ValueError:
             return False
+        return True
 
     def stop(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors.values():
             self.ray.kill(actor)
 
 

@@ -113,14 +113,21 @@ def time_model(backend: Backend, make: Callable[[], Network | ModelSource], prot
             timing = measure(runner, protocol)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except PROGRAMMING_ERRORS as exc:
-        raise MeasurementBug.of(backend, what, exc) from exc
-    except Exception as exc:  # recorded, the campaign goes on
-        row.update(status="error", error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500], n=0,
-                   build_ms=(time.perf_counter_ns() - t0) / 1e6)
-        return row
+    except Exception as exc:
+        return error_columns(backend, what, exc, (time.perf_counter_ns() - t0) / 1e6)
     row.update(timing.stats.to_dict())
     row.update(status="ok", error="", build_ms=(t1 - t0) / 1e6, prepare_ms=(t2 - t1) / 1e6, **_loop_times(timing))
+    return row
+
+
+def error_columns(backend: Backend, what: str, exc: Exception, build_ms: float) -> dict[str, Any]:
+    """The row's measurement columns for a model that could not be built, prepared or run (recorded, the campaign
+    goes on); a programming error raises ``MeasurementBug`` instead."""
+    if isinstance(exc, PROGRAMMING_ERRORS):
+        raise MeasurementBug.of(backend, what, exc) from exc
+    row: dict[str, Any] = {c: None for c in STAT_COLUMNS + STAGE_COLUMNS}
+    row.update(status="error", error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500], n=0,
+               build_ms=build_ms)
     return row
 
 
