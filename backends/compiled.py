@@ -50,7 +50,8 @@ class TorchCompileBackend(TorchBackend):
 
     def prebuild(self, source: ModelSource) -> ModelSource:
         """Compile once in the builder: Inductor's on-disk cache on this machine then serves the measuring slot's own
-        compile of the same network (measured here: 368 s cold, 55 s warm in another process)."""
+        compile of the same network (a median 142 s cold, 18 s after a builder's compile: benchmarks/RESULTS.md,
+        "Scale-out")."""
         self.prepare(source).close()
         return source
 

@@ -138,8 +138,8 @@ def test_a_driver_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_pat
     env = dict(os.environ, RAY_ADDRESS="")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
             jp = journal_path(out)
             if jp.exists() and jp.read_bytes().count(b'"row"') >= 5:
                 break
