@@ -557,6 +557,17 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _seeds(text: str) -> list[int]:
+    """``0,1,2`` as distinct seeds >= 0."""
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise LatkitError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise LatkitError(f"--seeds must be distinct integers >= 0, got {text!r}")
+    return seeds
+
+
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from latkit.search.pipeline import parse_backends, run_sweep, sweep_table
 
@@ -567,6 +578,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         raise LatkitError(f"--lambdas must be comma-separated numbers, got {args.lambdas!r}") from None
     if not all(math.isfinite(lam) and lam >= 0 for lam in lambdas):
         raise LatkitError(f"--lambdas must be finite numbers >= 0, got {args.lambdas!r}")
+    seeds = _seeds(args.seeds) if args.seeds is not None else [args.seed]
     predictor = _search_predictor(args)
     train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels, batch_size=96,
                  device=args.search_device)
@@ -582,7 +594,8 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                                        measure_gpus=1 if on_gpu else 0)))
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
                     lambdas=lambdas, form=args.form, search=_search_kwargs(args), train=train,
-                    log=lambda line: console.print(line, highlight=False), backends=backends, **runners)
+                    log=lambda line: console.print(line, highlight=False), backends=backends, seeds=seeds,
+                    **runners)
     print(sweep_table(doc))
     console.print(f"wrote {Path(args.out) / 'sweep.md'}, sweep.json, pareto.png", highlight=False)
     return 0
@@ -789,6 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", default="0,0.05,0.1,0.2,0.5")
     p.add_argument("--backends", help="measure on these backends, e.g. torch,onnxruntime,openvino/cpu (default: every "
                                       "backend available here; the target always)")
+    p.add_argument("--seeds", help="search and train every lambda with each seed, e.g. 0,1,2: the table and the "
+                                   "plot give mean +- std over seeds (default: --seed)")
     p.add_argument("--train-epochs", type=POSITIVE_INT, default=10)
     p.add_argument("--train-layers", type=POSITIVE_INT, default=8)
     p.add_argument("--train-channels", type=POSITIVE_INT, default=16)

@@ -104,17 +104,19 @@ Runner = Callable[[list[Job]], list[Any]]  # runs jobs (perhaps side by side), r
 
 def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: Any, lambdas: list[float],
               form: str, search: dict[str, Any], train: dict[str, Any], log: Log,
-              backends: list[tuple[str, str]] | None = None, parallel: Runner | None = None,
-              one_at_a_time: Runner | None = None) -> dict[str, Any]:
-    """A search per lambda, each genotype (and DARTS_V2) trained and measured on ``backends`` (default: every
-    backend available here; the target is always among them).
+              backends: list[tuple[str, str]] | None = None, seeds: list[int] | None = None,
+              parallel: Runner | None = None, one_at_a_time: Runner | None = None) -> dict[str, Any]:
+    """A search per lambda and seed, each genotype (and DARTS_V2) trained with that seed and measured on
+    ``backends`` (default: every backend available here; the target is always among them).
 
     ``search`` holds ``run_search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
-    ``train_genotype`` (epochs, layers, channels, batch_size, device). Accuracy is that of the network trained
-    here (``train``'s shape); latency is that of the deployment network the predictor was fitted on: the two
-    are written side by side in the table and the JSON, each with its shape. ``parallel`` runs the searches and
-    the trainings (on Ray: one task each, ``latkit.cluster.ray_runners``), ``one_at_a_time`` the measurements
-    (never two at once); both default to running here, in order. Returns the sweep document.
+    ``train_genotype`` (epochs, layers, channels, batch_size, device). ``seeds`` (default: ``search``'s seed) seed
+    the search and the training of its genotype; with several, the document's ``summary`` gives each lambda's mean
+    and standard deviation over seeds. Accuracy is that of the network trained here (``train``'s shape); latency is
+    that of the deployment network the predictor was fitted on: the two are written side by side in the table and
+    the JSON, each with its shape. A genotype is measured once however many runs found it. ``parallel`` runs the
+    searches and the trainings (on Ray: one task each, ``latkit.cluster.ray_runners``), ``one_at_a_time`` the
+    measurements (never two at once); both default to running here, in order. Returns the sweep document.
     """
     from latkit.search.searcher import run_search
     from latkit.search.train import train_genotype
@@ -124,83 +126,155 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     one_at_a_time = one_at_a_time or (lambda jobs: [job(log) for job in jobs])
     out = Path(out)
     config = deployment_config(predictor)
+    seeds = list(dict.fromkeys(seeds or [search.get("seed", 0)]))
+    suffix = (lambda seed: f"_seed{seed}") if len(seeds) > 1 else (lambda seed: "")
 
-    def search_job(lam: float) -> Job:
+    def search_job(lam: float, seed: int) -> Job:
         def job(job_log: Log) -> dict[str, Any]:
-            sub = out / f"lambda_{lam:g}"
-            job_log(f"== search, lambda {lam:g} -> {sub}")
-            result = run_search(sub, predictor=predictor, lam=lam, form=form, log=job_log, **search)
+            sub = out / f"lambda_{lam:g}{suffix(seed)}"
+            job_log(f"== search, lambda {lam:g}, seed {seed} -> {sub}")
+            result = run_search(sub, predictor=predictor, lam=lam, form=form, log=job_log, **dict(search, seed=seed))
             result.update(lam=lam, form=form, predictor=predictor.kind)
             return finish_search(result, target, target_device, predictor, False, sub)
         return job
 
-    def train_job(name: str, genotype: Genotype) -> Job:
+    def train_job(name: str, seed: int, genotype: Genotype) -> Job:
         def job(job_log: Log) -> dict[str, Any]:
-            job_log(f"== train {name} for {train['epochs']} epochs")
+            job_log(f"== train {name} (seed {seed}) for {train['epochs']} epochs")
             return train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
-                                  resolution=search.get("resolution"), limit=search.get("limit"),
-                                  seed=search.get("seed", 0), out=out / f"train_{name.replace('=', '_')}",
-                                  log=job_log, **train)
+                                  resolution=search.get("resolution"), limit=search.get("limit"), seed=seed,
+                                  out=out / f"train_{name.replace('=', '_')}{suffix(seed)}", log=job_log, **train)
         return job
 
-    def measure_job(backend: str, device: str, genotype: Genotype) -> Job:
-        return lambda job_log: measure_ms(backend, device, genotype, config)["min_ms"]
+    def measure_job(backend: str, device: str, genotype: str) -> Job:
+        return lambda job_log: measure_ms(backend, device, parse(genotype), config)["min_ms"]
 
-    results = parallel([search_job(lam) for lam in lambdas])
-    for lam, result in zip(lambdas, results):
-        _write_result(out / f"lambda_{lam:g}", result)  # here too: the search may have run on another machine
-    candidates: list[tuple[str, Genotype]] = [("DARTS_V2", PUBLISHED["DARTS_V2"])]
-    candidates += [(f"lambda={lam:g}", parse(r["genotype"])) for lam, r in zip(lambdas, results)]
-    trained_all = parallel([train_job(name, genotype) for name, genotype in candidates])
+    runs = [(lam, seed) for seed in seeds for lam in lambdas]
+    results = parallel([search_job(lam, seed) for lam, seed in runs])
+    for (lam, seed), result in zip(runs, results):
+        _write_result(out / f"lambda_{lam:g}{suffix(seed)}", result)  # here too: it may have run on another machine
+    candidates: list[tuple[str, int, Genotype]] = [("DARTS_V2", seed, PUBLISHED["DARTS_V2"]) for seed in seeds]
+    candidates += [(f"lambda={lam:g}", seed, parse(r["genotype"])) for (lam, seed), r in zip(runs, results)]
+    trained_all = parallel([train_job(name, seed, genotype) for name, seed, genotype in candidates])
     backends = list(dict.fromkeys([(target, target_device)] + (backends or available_backends())))
-    log(f"== measure {len(candidates)} genotypes on {len(backends)} backends, one at a time")
-    ms = iter(one_at_a_time([measure_job(b, d, g) for _, g in candidates for b, d in backends]))
+    distinct = list(dict.fromkeys(str(g) for _, _, g in candidates))
+    log(f"== measure {len(distinct)} genotypes on {len(backends)} backends, one at a time")
+    ms = iter(one_at_a_time([measure_job(b, d, g) for g in distinct for b, d in backends]))
+    measured = {(g, f"{b}/{d}"): next(ms) for g in distinct for b, d in backends}
     rows = []
-    for (name, genotype), trained in zip(candidates, trained_all):
-        latencies = {f"{b}/{d}": next(ms) for b, d in backends}
-        rows.append({"name": name, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
+    for (name, seed, genotype), trained in zip(candidates, trained_all):
+        latencies = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"] for b, d in backends}
+        rows.append({"name": name, "seed": seed, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
                      "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
                      "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies})
-        log(f"{name}: accuracy {100 * trained['test_accuracy']:.2f}%, {target} {rows[-1]['measured_ms']:.3f} ms")
+        log(f"{name} (seed {seed}): accuracy {100 * trained['test_accuracy']:.2f}%, "
+            f"{target} {rows[-1]['measured_ms']:.3f} ms")
     trained_config = dict(trained_all[-1]["config"], data=search["data"], epochs=train["epochs"])
-    doc = {"target": f"{target}/{target_device}", "form": form, "trained_config": trained_config,
-           "deployment_config": config.to_dict(), "rows": rows}
+    doc = {"target": f"{target}/{target_device}", "form": form, "seeds": seeds, "trained_config": trained_config,
+           "deployment_config": config.to_dict(), "rows": rows, "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.md").write_text(sweep_table(doc))
     (out / "sweep.json").write_text(json.dumps(doc, indent=2) + "\n")
-    pareto_plot(rows, out / "pareto.png", target)
+    pareto_plot(pareto_points(doc), out / "pareto.png", doc["target"])
     return doc
 
 
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per architecture name (DARTS_V2, each lambda): the number of seeds, and the mean and sample standard
+    deviation over seeds of the test accuracy and of each backend's measured latency (std 0 for one seed)."""
+    import statistics
+
+    def mean_std(values: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["name"], []).append(r)
+    return [{"name": name, "n": len(g), "test_accuracy": mean_std([r["test_accuracy"] for r in g]),
+             "measured_ms": mean_std([r["measured_ms"] for r in g]),
+             "latency_ms": {c: mean_std([r["latency_ms"][c] for r in g]) for c in g[0]["latency_ms"]}}
+            for name, g in groups.items()]
+
+
+def verdict(doc: dict[str, Any]) -> list[str]:
+    """Each lambda > 0 against plain DARTS (lambda = 0) on the target: the change of mean measured latency, the
+    change of mean accuracy, and whether that accuracy is within one standard deviation (over seeds) of lambda = 0."""
+    by_name = {s["name"]: s for s in doc.get("summary", [])}
+    base = by_name.get("lambda=0")
+    if base is None or base["n"] < 2:
+        return []
+    lines = []
+    for s in doc["summary"]:
+        if not s["name"].startswith("lambda=") or s is base:
+            continue
+        cut = s["measured_ms"]["mean"] / base["measured_ms"]["mean"] - 1
+        gap = s["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
+        std = base["test_accuracy"]["std"]
+        where = "within one std of lambda=0 or above" if gap >= -std else "more than one std below lambda=0"
+        lines.append(f"{s['name']}: latency {100 * cut:+.1f}% on {doc['target']}, accuracy {100 * gap:+.2f} points "
+                     f"({where}; its std {100 * std:.2f})")
+    return lines
+
+
 def sweep_table(doc: dict[str, Any]) -> str:
-    """The sweep as Markdown: which network the accuracy and the latencies belong to, then one row per genotype."""
+    """The sweep as Markdown: which network the accuracy and the latencies belong to, one row per run, and with
+    several seeds the mean and standard deviation per architecture and each lambda against lambda = 0."""
     t = doc["trained_config"]
     cols = list(doc["rows"][0]["latency_ms"]) if doc["rows"] else []
+    several = len(doc.get("seeds", [])) > 1
     text = (f"Accuracy: the network trained here ({_shape(t)}; {t['data']}, {t['epochs']} epochs). "
             f"Latency: the deployment network ({_shape(doc['deployment_config'])}), min ms of latkit's "
             f"measurement protocol.\n\n"
-            "| architecture | test acc % (trained net) | predicted ms | "
-            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " |\n" + "|---" * (3 + len(cols)) + "|\n")
+            f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms | "
+            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " |\n"
+            + "|---" * (3 + several + len(cols)) + "|\n")
     for r in doc["rows"]:
-        text += (f"| {r['name']} | {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
+        seed = f" {r['seed']} |" if several else ""
+        text += (f"| {r['name']} |{seed} {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
                  + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols) + " |\n")
-    return text
+    if not several:
+        return text
+    text += (f"\nMean +- standard deviation over seeds {', '.join(map(str, doc['seeds']))}:\n\n"
+             "| architecture | runs | test acc % | " + " | ".join(f"{c} ms" for c in cols) + " |\n"
+             + "|---" * (3 + len(cols)) + "|\n")
+    for s in doc["summary"]:
+        acc = s["test_accuracy"]
+        text += (f"| {s['name']} | {s['n']} | {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} | "
+                 + " | ".join(f"{s['latency_ms'][c]['mean']:.3f} +- {s['latency_ms'][c]['std']:.3f}" for c in cols)
+                 + " |\n")
+    lines = verdict(doc)
+    return text + ("\n" + "".join(f"- {line}\n" for line in lines) if lines else "")
 
 
-def pareto_plot(rows: list[dict[str, Any]], path: Path, target: str) -> Path:
-    """Accuracy against measured latency, one point per lambda (and the references)."""
+def pareto_points(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sweep's points for ``pareto_plot``: each run, or with several seeds each architecture's mean and std."""
+    if len(doc.get("seeds", [])) <= 1:
+        return doc["rows"]
+    return [{"name": s["name"], "test_accuracy": s["test_accuracy"]["mean"],
+             "test_accuracy_std": s["test_accuracy"]["std"], "measured_ms": s["measured_ms"]["mean"],
+             "measured_ms_std": s["measured_ms"]["std"]} for s in doc["summary"]]
+
+
+def pareto_plot(points: list[dict[str, Any]], path: Path, target: str) -> Path:
+    """Accuracy against measured latency, one point per lambda (and the references); error bars where a point
+    carries ``test_accuracy_std`` and ``measured_ms_std`` (one standard deviation over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        marker = "s" if r["name"].startswith(("DARTS", "lambda=0 ")) or r["name"] == "lambda=0" else "o"
-        ax.scatter(r["measured_ms"], 100 * r["test_accuracy"], marker=marker)
-        ax.annotate(r["name"], (r["measured_ms"], 100 * r["test_accuracy"]), fontsize=8, xytext=(4, 2),
-                    textcoords="offset points")
-    ax.set(xlabel=f"measured latency on {target} (min ms)", ylabel="test accuracy (%)",
+    for r in points:
+        x, y = r["measured_ms"], 100 * r["test_accuracy"]
+        marker = "s" if r["name"] in ("DARTS_V2", "lambda=0") else "o"
+        if "measured_ms_std" in r:
+            ax.errorbar(x, y, xerr=r["measured_ms_std"], yerr=100 * r["test_accuracy_std"], fmt=marker, capsize=3)
+        else:
+            ax.scatter(x, y, marker=marker)
+        ax.annotate(r["name"], (x, y), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    bars = any("measured_ms_std" in r for r in points)
+    ax.set(xlabel=f"measured latency on {target} (min ms{', mean +- std' if bars else ''})",
+           ylabel=f"test accuracy (%{', mean +- std' if bars else ''})",
            title="latency-aware DARTS: accuracy vs latency")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -70,6 +70,51 @@ def test_sweep_table_and_plot(predictor_dir: Path, tmp_path: Path) -> None:
     assert "3 cells x 4 channels" in table and "5 cells x 8 channels" in table
 
 
+def test_sweep_with_seeds_gives_mean_and_std(predictor_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import statistics
+
+    import latkit.search.pipeline as pipeline
+
+    timed: list[str] = []
+    real = pipeline.measure_ms
+
+    def counting(backend: str, device: str, genotype: object, config: object) -> dict:
+        timed.append(str(genotype))
+        return real(backend, device, genotype, config)
+
+    monkeypatch.setattr(pipeline, "measure_ms", counting)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambdas", "0,1",
+                 "--seeds", "0,1", "--backends", "onnxruntime", *TINY, "--train-epochs", "1", "--train-layers",
+                 "3", "--train-channels", "4", "--out", str(out)]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert [(r["name"], r["seed"]) for r in doc["rows"]] == [
+        ("DARTS_V2", 0), ("DARTS_V2", 1), ("lambda=0", 0), ("lambda=1", 0), ("lambda=0", 1), ("lambda=1", 1)]
+    for lam in ("0", "1"):  # each (lambda, seed) searched into its own directory, with its seed
+        assert [json.loads((out / f"lambda_{lam}_seed{s}" / "result.json").read_text())["settings"]["seed"]
+                for s in (0, 1)] == [0, 1]
+    assert len(timed) == len(set(timed)) == len({r["genotype"] for r in doc["rows"]})  # each genotype timed once
+    summary = {s["name"]: s for s in doc["summary"]}
+    runs = [r for r in doc["rows"] if r["name"] == "lambda=1"]
+    assert summary["lambda=1"]["n"] == 2
+    assert summary["lambda=1"]["test_accuracy"]["mean"] == pytest.approx(
+        statistics.fmean(r["test_accuracy"] for r in runs))
+    assert summary["lambda=1"]["measured_ms"]["std"] == pytest.approx(
+        statistics.stdev(r["measured_ms"] for r in runs))
+    assert summary["DARTS_V2"]["measured_ms"]["std"] == 0  # one genotype, measured once for both seeds
+    table = (out / "sweep.md").read_text()
+    assert "| lambda=1 | 2 |" in table and "lambda=1: latency" in table and "; its std " in table
+
+
+def test_sweep_refuses_bad_seeds(predictor_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0,x", "1,1", "-1"):
+        assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--seeds", bad,
+                     *TINY, "--out", str(tmp_path / "s")]) == 2
+        assert "--seeds must be" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_sweep_checks_the_target_before_searching(predictor_dir: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", "--target", "onnxruntime", "--target-device", "cuda", "--predictor", str(predictor_dir),
