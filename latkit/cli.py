@@ -462,9 +462,29 @@ def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _search_predictor(args: argparse.Namespace) -> "object":
-    return _checked_predictor(args.predictor or args.target, args.target, args.target_device, args.model,
-                              args.force_predictor)
+def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--target``'s (backend, device) pairs: comma-separated, each ``backend`` (on ``--target-device``) or
+    ``backend/device``."""
+    from latkit.backends.registry import list_backends, list_devices
+
+    targets = []
+    for item in args.target.split(","):
+        name, _, device = item.strip().partition("/")
+        device = device or args.target_device
+        if name not in list_backends():
+            raise LatkitError(f"unknown target backend {name!r} (known: {', '.join(list_backends())})")
+        if device not in list_devices():
+            raise LatkitError(f"unknown device {device!r} in --target (known: {', '.join(list_devices())})")
+        targets.append((name, device))
+    if len(set(targets)) != len(targets):
+        raise LatkitError(f"--target names a backend twice: {args.target!r}")
+    if len(targets) > 1 and args.predictor:
+        raise LatkitError("--predictor names one predictor; several targets are penalised with their embedded ones")
+    return targets
+
+
+def _search_predictor(args: argparse.Namespace, backend: str, device: str) -> "object":
+    return _checked_predictor(args.predictor or backend, backend, device, args.model, args.force_predictor)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -486,27 +506,35 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     from latkit.search.searcher import run_search
 
     _set_threads(args)
-    predictor = _search_predictor(args)
+    targets = _targets(args)
+    predictors = [_search_predictor(args, backend, device) for backend, device in targets]
     if not args.no_measure:
-        check_target(args.target, args.target_device)
+        for backend, device in targets:
+            check_target(backend, device)
     out = Path(args.out)
-    console.print(f"searching on {args.search_device} for {args.target}/{args.target_device} with the "
-                  f"{predictor.kind} predictor, lambda {args.lam} ({args.form}), {args.epochs} epochs on {args.data} "
-                  f"-> {out}", highlight=False)
+    names = ", ".join(f"{b}/{d}" for b, d in targets)
+    several = f", the {args.combine} of their latencies / DARTS_V2's" if len(targets) > 1 else ""
+    console.print(f"searching on {args.search_device} for {names} with the {predictors[0].kind} predictor"
+                  f"{'s' if len(targets) > 1 else ''}{several}, lambda {args.lam} ({args.form}), {args.epochs} epochs "
+                  f"on {args.data} -> {out}", highlight=False)
     bar, progress = _batch_bar(console, "search")
     with bar:
-        result = run_search(out, predictor=predictor, lam=args.lam, form=args.form, target_ms=args.target_ms,
+        result = run_search(out, predictor=predictors if len(targets) > 1 else predictors[0], lam=args.lam,
+                            form=args.form, target_ms=args.target_ms, combine=args.combine,
                             log=lambda line: console.print(line, highlight=False), progress=progress,
                             **_search_kwargs(args))
-    result.update(lam=args.lam, form=args.form, predictor=predictor.kind, search_device=args.search_device)
-    result = finish_search(result, args.target, args.target_device, predictor, not args.no_measure, out)
+    result.update(lam=args.lam, form=args.form, predictor=predictors[0].kind, search_device=args.search_device)
+    if len(targets) > 1:
+        result["combine"] = args.combine
+    result = finish_search(result, targets, predictors, not args.no_measure, out)
     console.print(result["genotype"], soft_wrap=True, highlight=False)
-    line = f"predicted {result['latency_ms']:.3f} ms, {result['params'] / 1e6:.3f} M parameters"
-    if "measured" in result:
-        ref = result["reference"]["measured"]["min_ms"]
-        line += (f"; measured on {args.target}/{args.target_device}: {result['measured']['min_ms']:.3f} ms (min), "
-                 f"DARTS_V2 {ref:.3f} ms")
-    console.print(line + f" -> {out / 'result.json'}", highlight=False)
+    predicted = result.get("latencies_ms") or {names: result["latency_ms"]}
+    console.print("predicted " + ", ".join(f"{k} {v:.3f} ms" for k, v in predicted.items())
+                  + f"; {result['params'] / 1e6:.3f} M parameters", highlight=False)
+    for name, m in (result.get("per_target") or ({names: result} if "measured" in result else {})).items():
+        console.print(f"measured on {name}: {m['measured']['min_ms']:.3f} ms (min), DARTS_V2 "
+                      f"{m['reference']['measured']['min_ms']:.3f} ms", highlight=False)
+    console.print(f"-> {out / 'result.json'}", highlight=False)
     return 0
 
 
@@ -579,7 +607,11 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     if not all(math.isfinite(lam) and lam >= 0 for lam in lambdas):
         raise LatkitError(f"--lambdas must be finite numbers >= 0, got {args.lambdas!r}")
     seeds = _seeds(args.seeds) if args.seeds is not None else [args.seed]
-    predictor = _search_predictor(args)
+    targets = _targets(args)
+    if len(targets) > 1:
+        raise LatkitError("latkit sweep takes one --target (several targets: latkit search --target A,B)")
+    args.target, args.target_device = targets[0]
+    predictor = _search_predictor(args, args.target, args.target_device)
     train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels, batch_size=96,
                  device=args.search_device)
     backends = parse_backends(args.backends)
@@ -608,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     from latkit.datasets.store import STAT_COLUMNS
     from latkit.predictors.models import PREDICTORS
     from latkit.search.data import DATASETS
-    from latkit.search.penalty import FORMS
+    from latkit.search.penalty import COMBINE, FORMS
     from latkit.selection import METHODS
 
     differentiable = [k for k, cls in PREDICTORS.items() if cls.differentiable]
@@ -750,8 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_bench_model)
 
     def search_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--target", required=True, choices=list_backends(),
-                       help="backend to deploy on: its predictor is the latency penalty")
+        p.add_argument("--target", required=True, metavar="|".join(list_backends()),
+                       help="backend to deploy on: its predictor is the latency penalty (search: several, "
+                            "comma-separated, each as BACKEND or BACKEND/DEVICE)")
         p.add_argument("--target-device", default="cpu", choices=devices,
                        help="device the target runs on (default %(default)s)")
         p.add_argument("--search-device", default="cpu", choices=devices,
@@ -780,6 +813,9 @@ def build_parser() -> argparse.ArgumentParser:
     search_args(p)
     p.add_argument("--lambda", dest="lam", type=NONNEG_FLOAT, default=0.1, help="latency weight (0: plain DARTS)")
     p.add_argument("--target-ms", type=POSITIVE_FLOAT, help="target latency T for --form relative")
+    p.add_argument("--combine", default="sum", choices=COMBINE,
+                   help="several targets: penalise the sum or the worst of their latency / DARTS_V2 ratios "
+                        "(default %(default)s)")
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result on the target")
     p.add_argument("--out", default="runs/search", help="output directory (default %(default)s)")
     p.set_defaults(handler=_cmd_search)

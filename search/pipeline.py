@@ -42,19 +42,36 @@ def _write_result(out: Path, result: dict[str, Any]) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
-def finish_search(result: dict[str, Any], target: str, device: str, predictor: Any, measure: bool,
+def finish_search(result: dict[str, Any], targets: list[tuple[str, str]], predictors: list[Any], measure: bool,
                   out: Path) -> dict[str, Any]:
-    """Add parameters and write result.json; then measure (found genotype and DARTS_V2 as reference) and
-    write it again, so a failed or interrupted measurement never loses the search's result."""
+    """Add parameters and write result.json; then measure on each target (the found genotype, and DARTS_V2 as
+    reference) and write it again, so a failed or interrupted measurement never loses the search's result.
+
+    ``predictors[i]`` is the predictor of ``targets[i]``; all must be fitted at one network shape (the deployment
+    shape). The first target's measurement is ``measured`` and ``reference``; with several, ``per_target`` holds
+    each target's, by ``backend/device``."""
     genotype = parse(result["genotype"])
-    config = deployment_config(predictor)
+    configs = [deployment_config(p) for p in predictors]
+    if any(c != configs[0] for c in configs):
+        raise LatkitError("the targets' predictors were fitted at different network shapes: "
+                          + "; ".join(f"{b}/{d}: {_shape(c)}" for (b, d), c in zip(targets, configs)))
+    config = configs[0]
+    (target, device) = targets[0]
     result.update(target=target, target_device=device, deployment_config=config.to_dict(),
                   params=count_params(build(genotype, config)))
+    if len(targets) > 1:
+        result["targets"] = [f"{b}/{d}" for b, d in targets]
     _write_result(out, result)
     if measure:
-        result["measured"] = measure_ms(target, device, genotype, config)
-        result["reference"] = {"name": "DARTS_V2", "measured": measure_ms(target, device, PUBLISHED["DARTS_V2"], config),
-                               "predicted_ms": float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0])}
+        per_target = {}
+        for (backend, dev), predictor in zip(targets, predictors):
+            per_target[f"{backend}/{dev}"] = {
+                "measured": measure_ms(backend, dev, genotype, config),
+                "reference": {"name": "DARTS_V2", "measured": measure_ms(backend, dev, PUBLISHED["DARTS_V2"], config),
+                              "predicted_ms": float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0])}}
+        result.update(per_target[f"{target}/{device}"])
+        if len(targets) > 1:
+            result["per_target"] = per_target
         _write_result(out, result)
     return result
 
@@ -135,7 +152,7 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
             job_log(f"== search, lambda {lam:g}, seed {seed} -> {sub}")
             result = run_search(sub, predictor=predictor, lam=lam, form=form, log=job_log, **dict(search, seed=seed))
             result.update(lam=lam, form=form, predictor=predictor.kind)
-            return finish_search(result, target, target_device, predictor, False, sub)
+            return finish_search(result, [(target, target_device)], [predictor], False, sub)
         return job
 
     def train_job(name: str, seed: int, genotype: Genotype) -> Job:

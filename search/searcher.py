@@ -65,10 +65,11 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
                resolution: Optional[int] = None, limit: Optional[int] = None, epochs: int = 50,
                batch_size: int = 64, order: int = 1, device: str | torch.device = "cpu", layers: int = 8,
                channels: int = 16, seed: int = 0, log: Optional[Log] = None,
-               progress: Optional[BatchProgress] = None) -> dict[str, Any]:
+               progress: Optional[BatchProgress] = None, combine: str = "sum") -> dict[str, Any]:
     """Run (or resume) a latency-aware DARTS search; returns the final genotype, its predicted latency, history.
 
-    Give either ``penalty`` or ``predictor`` (+ ``lam``, ``form``, ...). ``lam == 0`` is plain DARTS; the
+    Give either ``penalty`` or ``predictor`` (+ ``lam``, ``form``, ...; a list of predictors penalises several
+    targets, combined by ``combine``: ``LatencyPenalty``). ``lam == 0`` is plain DARTS; the
     predictor, when given, still reports each epoch's derived genotype latency. The cosine schedule spans the
     ``epochs`` of the current call, so resuming with more epochs stretches the rest of the schedule.
     ``progress(batch, batches, running_loss)`` is called after every weight step.
@@ -78,7 +79,8 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
     if epochs < 1 or batch_size < 2:
         raise LatkitError(f"need epochs >= 1 and batch size >= 2, got epochs={epochs}, batch size={batch_size}")
     if penalty is None:
-        penalty = LatencyPenalty(predictor, lam, form, reference_ms=reference_ms, target_ms=target_ms)
+        penalty = LatencyPenalty(predictor, lam, form, reference_ms=reference_ms, target_ms=target_ms,
+                                 combine=combine)
     predictor = penalty.predictor
     log = log or (lambda line: None)
     device = torch.device(device)
@@ -141,10 +143,19 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
         log(format_row(row, epochs))
 
     genotype = model.genotype()
-    return {"genotype": str(genotype), "genotype_json": genotype.to_dict(),
-            "latency_ms": genotype_latency_ms(predictor, genotype), "history": history, "settings": settings,
-            "alphas": {"normal": model.alphas_normal.detach().cpu().tolist(),
-                       "reduce": model.alphas_reduce.detach().cpu().tolist()}}
+    result = {"genotype": str(genotype), "genotype_json": genotype.to_dict(),
+              "latency_ms": genotype_latency_ms(predictor, genotype), "history": history, "settings": settings,
+              "alphas": {"normal": model.alphas_normal.detach().cpu().tolist(),
+                         "reduce": model.alphas_reduce.detach().cpu().tolist()}}
+    if len(penalty.predictors) > 1:  # several targets: each one's predicted latency of the genotype
+        result["latencies_ms"] = {target_name(p): genotype_latency_ms(p, genotype) for p in penalty.predictors}
+    return result
+
+
+def target_name(predictor: Any) -> str:
+    """``backend/device`` of the latencies a predictor was fitted on."""
+    meta = getattr(predictor, "meta", None) or {}
+    return f"{meta.get('backend')}/{meta.get('device')}"
 
 
 def weight_step(model: torch.nn.Module, params: Any, opt: torch.optim.Optimizer, x: torch.Tensor,

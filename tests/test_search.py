@@ -195,6 +195,57 @@ def test_penalty_errors() -> None:
         LatencyPenalty(LinearStandIn(), -1.0)
 
 
+POOL_HEAVY = dict(COSTS, max_pool_3x3=4.0, avg_pool_3x3=4.0, sep_conv_3x3=0.5, sep_conv_5x5=0.5)  # another runtime
+
+
+@pytest.mark.parametrize("combine, form", [("sum", "additive"), ("worst", "additive"), ("sum", "log"),
+                                           ("worst", "log")])
+def test_several_targets_combine_their_ratios(combine: str, form: str) -> None:
+    first, second = LinearStandIn(), LinearStandIn(POOL_HEAVY, bias=3.0)
+    second.meta = {"backend": "other", "device": "cpu"}
+    ratios = []
+    for pred in (first, second):  # each target's relaxed latency over its own DARTS_V2 latency
+        ref = float(pred.torch_ms(torch.from_numpy(encode(PUBLISHED["DARTS_V2"]))))
+        ratios.append(float(LatencyPenalty(pred, 1.0).latency_ms(uniform_weights())) / ref)
+    assert ratios[0] == pytest.approx(UNIFORM / REFERENCE) and abs(ratios[0] - ratios[1]) > 0.1
+    combined = sum(ratios) if combine == "sum" else max(ratios)
+    penalty = LatencyPenalty([first, second], 0.5, form, combine=combine)
+    loss, details = penalty(torch.tensor(1.5), uniform_weights())
+    expected = 1.5 + 0.5 * combined if form == "additive" else 1.5 * combined ** 0.5
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert details["latency_ms"] == pytest.approx(UNIFORM, rel=1e-5)  # the first target's, as with one
+    settings = penalty.settings()
+    assert settings["combine"] == combine and [t["backend"] for t in settings["targets"]] == ["stand-in", "other"]
+    assert "targets" not in LatencyPenalty(first, 0.5, form).settings()  # one target: a checkpoint as before
+
+
+def test_worst_target_gets_the_whole_gradient() -> None:
+    first, second = LinearStandIn(), LinearStandIn(POOL_HEAVY, bias=3.0)
+    worst_alone = None
+    for preds in ([first, second], [first], [second]):
+        torch.manual_seed(0)  # the same alphas each time
+        model = SuperNet(**TINY)
+        penalty = LatencyPenalty(preds, 1.0, combine="worst")
+        penalty(torch.tensor(0.0), model.arch_weights())[0].backward()
+        grads = torch.cat([a.grad.flatten() for a in model.arch_parameters()])
+        ratio = float(penalty.ratio(model.arch_weights())[0].detach())
+        if len(preds) == 2:
+            both, both_ratio = grads, ratio
+        elif worst_alone is None or ratio > worst_ratio:
+            worst_alone, worst_ratio = grads, ratio
+    assert both_ratio == pytest.approx(worst_ratio)
+    assert torch.allclose(both, worst_alone)
+
+
+def test_several_targets_refuse_a_single_target_form() -> None:
+    with pytest.raises(LatkitError, match="several targets"):
+        LatencyPenalty([LinearStandIn(), LinearStandIn()], 0.1, "relative", target_ms=10.0)
+    with pytest.raises(LatkitError, match="several targets"):
+        LatencyPenalty([LinearStandIn(), LinearStandIn()], 0.1, reference_ms=10.0)
+    with pytest.raises(LatkitError, match="unknown way to combine"):
+        LatencyPenalty([LinearStandIn(), LinearStandIn()], 0.1, combine="mean")
+
+
 @pytest.mark.parametrize("form, kwargs", [("additive", {}), ("relative", {"target_ms": 20.0}), ("log", {})])
 def test_penalty_gradient_flows_into_alphas(form: str, kwargs: dict) -> None:
     model = SuperNet(**TINY)

@@ -52,6 +52,37 @@ def test_search_without_embedded_predictor_is_one_line(tmp_path: Path, capsys: p
     assert err.count("\n") == 1 and "latkit: error:" in err
 
 
+def test_search_for_several_targets_measures_on_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--target", "onnxruntime,torch", "--combine", "worst", "--lambda", "0.5", *TINY,
+                 "--out", str(out)]) == 0  # the embedded predictors of both, fitted at one deployment shape
+    result = json.loads((out / "result.json").read_text())
+    assert result["targets"] == ["onnxruntime/cpu", "torch/cpu"] and result["combine"] == "worst"
+    assert set(result["latencies_ms"]) == {"onnxruntime/cpu", "torch/cpu"}
+    assert [t["backend"] for t in result["settings"]["penalty"]["targets"]] == ["onnxruntime", "torch"]
+    for name in result["targets"]:
+        m = result["per_target"][name]
+        assert m["measured"]["min_ms"] > 0 and m["reference"]["measured"]["min_ms"] > 0
+    assert result["measured"] == result["per_target"]["onnxruntime/cpu"]["measured"]
+    printed = capsys.readouterr().out
+    assert "measured on onnxruntime/cpu" in printed and "measured on torch/cpu" in printed
+
+
+@pytest.mark.parametrize("command, message", [
+    (["search", "--target", "onnxruntime,onnxruntime"], "names a backend twice"),
+    (["search", "--target", "onnxruntime,nosuch"], "unknown target backend 'nosuch'"),
+    (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "--predictor names one predictor"),
+    (["search", "--target", "onnxruntime,torch", "--form", "relative", "--target-ms", "5"], "several targets"),
+    (["sweep", "--target", "onnxruntime,torch"], "latkit sweep takes one --target"),
+])
+def test_several_targets_errors(command: list[str], message: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, *TINY, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_sweep_table_and_plot(predictor_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--lambdas", "0,1",
