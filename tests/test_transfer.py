@@ -63,6 +63,13 @@ def test_of_several_priors_the_fit_picks_the_one_that_ranks_the_target(prior: Pa
     report = transfer.meta["fit_report"]
     assert report["priors_used"] == [1] and report["scales"][0] == 0.0 and report["scales"][1] > 1.0
     assert held["mape_pct"] < 7.0 and held["spearman"] > 0.9
+    calls = []
+    unused = transfer.priors[0]
+    unused.predict_ms = lambda x: calls.append(1) or np.zeros(len(x))  # type: ignore[method-assign]
+    unused.torch_ms = lambda x: calls.append(1) or torch.zeros(len(x))  # type: ignore[method-assign]
+    x = encode_many([sample(3, i) for i in range(4)])
+    transfer.predict_ms(x), transfer.torch_ms(torch.from_numpy(x))
+    assert calls == []  # a prior with scale 0 is never evaluated
 
 
 def test_what_the_prior_misses_is_learned_per_op_group(prior: Path, tmp_path: Path) -> None:

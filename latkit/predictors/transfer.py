@@ -129,7 +129,11 @@ class TransferPredictor(Predictor):
 
     def predict_ms(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x).astype(np.float64)
-        return sum(c * p.predict_ms(x) for c, p in zip(self.coef, self.priors)) + self.coef[-1] + x @ self.delta
+        return sum(c * p.predict_ms(x) for c, p in self._chosen()) + self.coef[-1] + x @ self.delta
+
+    def _chosen(self) -> list[tuple[float, Predictor]]:
+        """(scale, prior) of the priors the fit chose; the others (scale 0) are never evaluated."""
+        return [(float(c), p) for c, p in zip(self.coef, self.priors) if c != 0]
 
     def interval_ms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ``level`` prediction interval (ms), from the leave-one-out residuals of the fit."""
@@ -140,7 +144,7 @@ class TransferPredictor(Predictor):
         if not self.differentiable:
             raise PredictorError("a transfer predictor is differentiable only if all its priors are (mlp, additive)")
         x = x.to(torch.float32)
-        out = sum(float(c) * p.torch_ms(x) for c, p in zip(self.coef, self.priors)) + float(self.coef[-1])
+        out = sum(c * p.torch_ms(x) for c, p in self._chosen()) + float(self.coef[-1])
         return out + x @ torch.as_tensor(self.delta, dtype=torch.float32, device=x.device)
 
     def _save_weights(self, directory: Path) -> None:
