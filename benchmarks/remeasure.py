@@ -27,11 +27,13 @@ def candidates(paths: list[str]) -> list[dict]:
     for path in paths:
         doc = json.loads(Path(path).read_text())
         if "rows" in doc:  # a sweep
+            seeded = len(doc.get("seeds", [])) > 1  # a seeded sweep: a row per (lambda, seed)
             for row in doc["rows"]:
                 if row["name"] != "DARTS_V2":
-                    out.append({"name": f"{Path(path).parent.name}:{row['name']}", "genotype": row["genotype"],
-                                "test_accuracy": row["test_accuracy"], "config": doc["deployment_config"]})
-                else:
+                    name = f"{Path(path).parent.name}:{row['name']}" + (f"/seed{row['seed']}" if seeded else "")
+                    out.append({"name": name, "genotype": row["genotype"], "test_accuracy": row["test_accuracy"],
+                                "config": doc["deployment_config"]})
+                elif not seeded:
                     out[0]["test_accuracy"] = row["test_accuracy"]
         else:  # a search result
             out.append({"name": f"{Path(path).parent.name}", "genotype": doc["genotype"], "test_accuracy": None,
