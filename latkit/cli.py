@@ -610,6 +610,8 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     targets = _targets(args)
     if len(targets) > 1:
         raise LatkitError("latkit sweep takes one --target (several targets: latkit search --target A,B)")
+    if args.form == "relative" and args.target_ms is None:
+        raise LatkitError("--form relative needs --target-ms (the latency each lambda's search aims at)")
     args.target, args.target_device = targets[0]
     predictor = _search_predictor(args, args.target, args.target_device)
     train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels, batch_size=96,
@@ -625,7 +627,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                                        gpus_per_job=1 if args.search_device != "cpu" else 0,
                                        measure_gpus=1 if on_gpu else 0)))
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
-                    lambdas=lambdas, form=args.form, search=_search_kwargs(args), train=train,
+                    lambdas=lambdas, form=args.form, search=dict(_search_kwargs(args), target_ms=args.target_ms), train=train,
                     log=lambda line: console.print(line, highlight=False), backends=backends, seeds=seeds,
                     **runners)
     print(sweep_table(doc))
@@ -794,6 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use a predictor fitted for another backend or device")
         p.add_argument("--model", default="mlp", choices=differentiable)
         p.add_argument("--form", default="additive", choices=FORMS)
+        p.add_argument("--target-ms", type=POSITIVE_FLOAT, help="target latency T for --form relative")
         p.add_argument("--epochs", type=POSITIVE_INT, default=6, help="search epochs (default %(default)s; DARTS: 50)")
         p.add_argument("--order", type=int, default=1, choices=[1, 2])
         p.add_argument("--layers", type=POSITIVE_INT, default=8, help="supernet cells (default %(default)s)")
@@ -812,7 +815,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="latency-aware DARTS for a target backend")
     search_args(p)
     p.add_argument("--lambda", dest="lam", type=NONNEG_FLOAT, default=0.1, help="latency weight (0: plain DARTS)")
-    p.add_argument("--target-ms", type=POSITIVE_FLOAT, help="target latency T for --form relative")
     p.add_argument("--combine", default="sum", choices=COMBINE,
                    help="several targets: penalise the sum or the worst of their latency / DARTS_V2 ratios "
                         "(default %(default)s)")

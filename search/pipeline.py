@@ -187,7 +187,8 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
         log(f"{name} (seed {seed}): accuracy {100 * trained['test_accuracy']:.2f}%, "
             f"{target} {rows[-1]['measured_ms']:.3f} ms")
     trained_config = dict(trained_all[-1]["config"], data=search["data"], epochs=train["epochs"])
-    doc = {"target": f"{target}/{target_device}", "form": form, "seeds": seeds, "trained_config": trained_config,
+    doc = {"target": f"{target}/{target_device}", "form": form, "target_ms": search.get("target_ms"), "seeds": seeds,
+           "trained_config": trained_config,
            "deployment_config": config.to_dict(), "rows": rows, "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.md").write_text(sweep_table(doc))

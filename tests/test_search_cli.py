@@ -74,6 +74,7 @@ def test_search_for_several_targets_measures_on_each(tmp_path: Path, capsys: pyt
     (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "--predictor names one predictor"),
     (["search", "--target", "onnxruntime,torch", "--form", "relative", "--target-ms", "5"], "several targets"),
     (["sweep", "--target", "onnxruntime,torch"], "latkit sweep takes one --target"),
+    (["sweep", "--target", "onnxruntime", "--form", "relative"], "--form relative needs --target-ms"),
 ])
 def test_several_targets_errors(command: list[str], message: str, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,6 +137,17 @@ def test_sweep_with_seeds_gives_mean_and_std(predictor_dir: Path, tmp_path: Path
     assert summary["DARTS_V2"]["measured_ms"]["std"] == 0  # one genotype, measured once for both seeds
     table = (out / "sweep.md").read_text()
     assert "| lambda=1 | 2 |" in table and "lambda=1: latency" in table and "; its std " in table
+
+
+def test_sweep_with_the_relative_form_aims_at_its_target(predictor_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--form", "relative",
+                 "--target-ms", "6", "--lambdas", "1", "--backends", "onnxruntime", *TINY, "--train-epochs", "1",
+                 "--train-layers", "3", "--train-channels", "4", "--out", str(out)]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["form"] == "relative" and doc["target_ms"] == 6.0
+    penalty = json.loads((out / "lambda_1" / "result.json").read_text())["settings"]["penalty"]
+    assert penalty["form"] == "relative" and penalty["target_ms"] == 6.0
 
 
 def test_sweep_refuses_bad_seeds(predictor_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
