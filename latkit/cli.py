@@ -502,12 +502,13 @@ def _search_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
-    from latkit.search.pipeline import check_target, finish_search
+    from latkit.search.pipeline import check_target, finish_search, shared_config
     from latkit.search.searcher import run_search
 
     _set_threads(args)
     targets = _targets(args)
     predictors = [_search_predictor(args, backend, device) for backend, device in targets]
+    shared_config(targets, predictors)  # one deployment shape, or an error now rather than after the search
     if not args.no_measure:
         for backend, device in targets:
             check_target(backend, device)

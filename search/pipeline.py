@@ -42,6 +42,16 @@ def _write_result(out: Path, result: dict[str, Any]) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
+def shared_config(targets: list[tuple[str, str]], predictors: list[Any]) -> NetConfig:
+    """The deployment shape all the targets' predictors were fitted at; an error if they differ (checked before a
+    search, not only after it)."""
+    configs = [deployment_config(p) for p in predictors]
+    if any(c != configs[0] for c in configs):
+        raise LatkitError("the targets' predictors were fitted at different network shapes: "
+                          + "; ".join(f"{b}/{d}: {_shape(c)}" for (b, d), c in zip(targets, configs)))
+    return configs[0]
+
+
 def finish_search(result: dict[str, Any], targets: list[tuple[str, str]], predictors: list[Any], measure: bool,
                   out: Path) -> dict[str, Any]:
     """Add parameters and write result.json; then measure on each target (the found genotype, and DARTS_V2 as
@@ -51,11 +61,7 @@ def finish_search(result: dict[str, Any], targets: list[tuple[str, str]], predic
     shape). The first target's measurement is ``measured`` and ``reference``; with several, ``per_target`` holds
     each target's, by ``backend/device``."""
     genotype = parse(result["genotype"])
-    configs = [deployment_config(p) for p in predictors]
-    if any(c != configs[0] for c in configs):
-        raise LatkitError("the targets' predictors were fitted at different network shapes: "
-                          + "; ".join(f"{b}/{d}: {_shape(c)}" for (b, d), c in zip(targets, configs)))
-    config = configs[0]
+    config = shared_config(targets, predictors)
     (target, device) = targets[0]
     result.update(target=target, target_device=device, deployment_config=config.to_dict(),
                   params=count_params(build(genotype, config)))
