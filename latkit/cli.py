@@ -864,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
     try:
-        return args.handler(args, Console())
+        return args.handler(args, Console(soft_wrap=True))  # long paths stay on one line
     except LatkitError as exc:
         print(f"latkit: error: {exc}", file=sys.stderr)
         return 2

@@ -97,10 +97,13 @@ def test_load_errors(tmp_path: Path) -> None:
         make_predictor("gbdt")
 
 
-def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow console must not break the summary (or its paths) across lines
     out = tmp_path / "add"
     assert main(["fit", "--dataset", str(dataset), "--model", "additive", "--out", str(out)]) == 0
-    assert "held-out 300: MAPE" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "held-out 300: MAPE" in summary and f"-> {out}" in summary and summary.count("\n") == 1
     assert main(["predict", "--predictor", str(out), "DARTS_V2"]) == 0
     saved = load_dir(out)
     x = encode(PUBLISHED["DARTS_V2"])[None]
