@@ -37,3 +37,22 @@ def get_backend(name: str, device: str = "cpu", threads: int = 1, options: dict[
     ``check_available()`` before preparing models."""
     cls = backend_class(name)
     return cls(device=device, threads=threads, **parse_options(cls.Options, options or {}))
+
+
+def parse_backend_list(text: str, option: str, default_device: str = "cpu") -> list[tuple[str, str]]:
+    """``onnxruntime,torch/cpu`` as (backend, device) pairs (``default_device`` where none is given); every name and
+    device known, none twice, at least one. ``option`` names the flag in the errors."""
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, device = item.partition("/")
+        device = device or default_device
+        if name not in BACKENDS:
+            raise LatkitError(f"unknown backend {name!r} in {option} (known: {', '.join(BACKENDS)})")
+        if device not in list_devices():
+            raise LatkitError(f"unknown device {device!r} in {option} (known: {', '.join(list_devices())})")
+        pairs.append((name, device))
+    if not pairs:
+        raise LatkitError(f"{option} names no backend")
+    if len(set(pairs)) != len(pairs):
+        raise LatkitError(f"{option} names a backend twice: {text!r}")
+    return pairs

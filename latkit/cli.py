@@ -465,19 +465,9 @@ def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
 def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``--target``'s (backend, device) pairs: comma-separated, each ``backend`` (on ``--target-device``) or
     ``backend/device``."""
-    from latkit.backends.registry import list_backends, list_devices
+    from latkit.backends.registry import parse_backend_list
 
-    targets = []
-    for item in args.target.split(","):
-        name, _, device = item.strip().partition("/")
-        device = device or args.target_device
-        if name not in list_backends():
-            raise LatkitError(f"unknown target backend {name!r} (known: {', '.join(list_backends())})")
-        if device not in list_devices():
-            raise LatkitError(f"unknown device {device!r} in --target (known: {', '.join(list_devices())})")
-        targets.append((name, device))
-    if len(set(targets)) != len(targets):
-        raise LatkitError(f"--target names a backend twice: {args.target!r}")
+    targets = parse_backend_list(args.target, "--target", args.target_device)
     if len(targets) > 1 and args.predictor:
         raise LatkitError("--predictor names one predictor; several targets are penalised with their embedded ones")
     return targets

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from latkit.backends.base import MeasureProtocol
-from latkit.backends.registry import backend_class, get_backend, list_backends
+from latkit.backends.registry import backend_class, get_backend, list_backends, parse_backend_list
 from latkit.errors import LatkitError
 from latkit.measure import time_genotype
 from latkit.network import NetConfig, build, count_params
@@ -113,11 +113,9 @@ def parse_backends(text: str | None) -> list[tuple[str, str]] | None:
     """``torch,onnxruntime/cpu`` as (backend, device) pairs (device cpu unless given); None for None."""
     if text is None:
         return None
-    pairs = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        name, _, device = item.partition("/")
-        get_backend(name, device or "cpu").check_available()
-        pairs.append((name, device or "cpu"))
+    pairs = parse_backend_list(text, "--backends")
+    for name, device in pairs:
+        get_backend(name, device).check_available()
     return pairs
 
 

@@ -70,11 +70,15 @@ def test_search_for_several_targets_measures_on_each(tmp_path: Path, capsys: pyt
 
 @pytest.mark.parametrize("command, message", [
     (["search", "--target", "onnxruntime,onnxruntime"], "names a backend twice"),
-    (["search", "--target", "onnxruntime,nosuch"], "unknown target backend 'nosuch'"),
+    (["search", "--target", "onnxruntime,nosuch"], "unknown backend 'nosuch' in --target"),
     (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "--predictor names one predictor"),
     (["search", "--target", "onnxruntime,torch", "--form", "relative", "--target-ms", "5"], "several targets"),
     (["sweep", "--target", "onnxruntime,torch"], "latkit sweep takes one --target"),
     (["sweep", "--target", "onnxruntime", "--form", "relative"], "--form relative needs --target-ms"),
+    (["search", "--target", " , "], "--target names no backend"),
+    (["sweep", "--target", "onnxruntime", "--backends", "torch,nosuch"], "unknown backend 'nosuch' in --backends"),
+    (["sweep", "--target", "onnxruntime", "--backends", "torch,torch/cpu"], "--backends names a backend twice"),
+    (["sweep", "--target", "onnxruntime", "--backends", "torch/tpu"], "unknown device 'tpu' in --backends"),
 ])
 def test_several_targets_errors(command: list[str], message: str, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
