@@ -1,11 +1,13 @@
 """Measure the genotypes of searches and sweeps again, interleaved, on a quiet machine.
 
-Usage: python benchmarks/remeasure.py FILE... [--backends onnxruntime,torch] [--rounds 3] [--plot PNG]
+Usage: python benchmarks/remeasure.py FILE... [--backends onnxruntime,torch] [--rounds 3] [--plot PNG] [--json OUT]
 
 FILE is a sweep.json (every row's genotype, with its test accuracy) or a search's result.json. Each round measures
 every genotype once on every backend through latkit's own path (build, prepare, the default protocol) in the same
 order, so slow changes of the machine hit all alike; the table gives the median over rounds of each genotype's
 min_ms, its spread (max - min over rounds, % of the median) and the ratio to DARTS_V2 measured in the same rounds.
+``--json`` writes the same per genotype (with its file, the sweep's form, lambda name and seed, and every round's
+min_ms) for benchmarks/loss_forms.py.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from latkit.space import PUBLISHED, parse
 
 def candidates(paths: list[str]) -> list[dict]:
     """(name, genotype, test accuracy or None, deployment config) of every genotype in the files, DARTS_V2 first."""
-    out = [{"name": "DARTS_V2", "genotype": str(PUBLISHED["DARTS_V2"]), "test_accuracy": None, "config": None}]
+    out = [{"name": "DARTS_V2", "genotype": str(PUBLISHED["DARTS_V2"]), "test_accuracy": None, "config": None,
+            "source": {}}]
     for path in paths:
         doc = json.loads(Path(path).read_text())
         if "rows" in doc:  # a sweep
@@ -32,12 +35,15 @@ def candidates(paths: list[str]) -> list[dict]:
                 if row["name"] != "DARTS_V2":
                     name = f"{Path(path).parent.name}:{row['name']}" + (f"/seed{row['seed']}" if seeded else "")
                     out.append({"name": name, "genotype": row["genotype"], "test_accuracy": row["test_accuracy"],
-                                "config": doc["deployment_config"]})
+                                "config": doc["deployment_config"],
+                                "source": {"file": str(path), "form": doc.get("form", "additive"),
+                                           "target_ms": doc.get("target_ms"), "setting": row["name"],
+                                           "seed": row.get("seed")}})
                 elif not seeded:
                     out[0]["test_accuracy"] = row["test_accuracy"]
         else:  # a search result
             out.append({"name": f"{Path(path).parent.name}", "genotype": doc["genotype"], "test_accuracy": None,
-                        "config": doc["deployment_config"]})
+                        "config": doc["deployment_config"], "source": {"file": str(path)}})
     return out
 
 
@@ -47,6 +53,7 @@ def main() -> None:
     parser.add_argument("--backends", default="onnxruntime,torch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--plot", help="accuracy against the first backend's latency (sweep genotypes), PNG")
+    parser.add_argument("--json", help="write each genotype's medians, rounds and source here")
     args = parser.parse_args()
     rows = candidates(args.files)
     config = NetConfig(**{k: v for k, v in (rows[-1]["config"] or {}).items()})
@@ -72,6 +79,15 @@ def main() -> None:
             m = medians[(row["name"], n)]
             cells.append(f"{m:.3f} ({100 * (max(v) - min(v)) / m:.1f}%) | {m / medians[('DARTS_V2', n)]:.3f}")
         print(f"| {row['name']} | {acc} | " + " | ".join(cells) + " |")
+    if args.json:
+        doc = {"backends": names, "rounds": args.rounds, "genotypes": [
+            {**{k: row[k] for k in ("name", "genotype", "test_accuracy", "source")},
+             "min_ms_rounds": {n: times[(row["name"], n)] for n in names},
+             "min_ms": {n: medians[(row["name"], n)] for n in names},
+             "ratio_to_darts_v2": {n: medians[(row["name"], n)] / medians[("DARTS_V2", n)] for n in names}}
+            for row in rows]}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.json}")
     if args.plot:
         from latkit.search.pipeline import pareto_plot
 
