@@ -6,8 +6,9 @@ REMEASURE.json is what ``benchmarks/remeasure.py SWEEP.json... --json OUT`` writ
 again, interleaved with DARTS_V2, with its test accuracy and the sweep's form. Per (form, setting) this gives the mean
 and sample std over seeds of the test accuracy and of the latency ratio to DARTS_V2 (measured in the same rounds, so
 sweeps run on different days compare); then, for each point of a non-additive form, the additive form's accuracy at
-the same latency ratio (linear between the two additive points around it; lambda = 0 is plain DARTS, shared by all
-forms), and the difference in units of the two points' pooled std.
+the same latency ratio (linear between the two additive points around it, or the end point of the additive curve
+where it lies beyond it by less than that point's latency std; lambda = 0 is plain DARTS, shared by all forms), and
+the difference in units of the two points' pooled std.
 """
 from __future__ import annotations
 
@@ -38,13 +39,18 @@ def groups(doc: dict[str, Any], backend: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda p: (p["form"], p["ratio"]))
 
 
-def additive_at(curve: list[dict[str, Any]], ratio: float) -> tuple[float, float] | None:
-    """The additive curve's (accuracy, std) at a latency ratio, linear between its neighbours; None outside it."""
+def additive_at(curve: list[dict[str, Any]], ratio: float) -> tuple[float, float, str] | None:
+    """The additive curve's (accuracy, std, how) at a latency ratio: linear between its neighbours, or its end point
+    where the ratio lies beyond it by less than that point's latency std; None further out."""
     pts = sorted(curve, key=lambda p: p["ratio"])
     for a, b in zip(pts, pts[1:]):
         if a["ratio"] <= ratio <= b["ratio"]:
             w = (ratio - a["ratio"]) / (b["ratio"] - a["ratio"]) if b["ratio"] > a["ratio"] else 0.0
-            return a["acc"] + w * (b["acc"] - a["acc"]), a["acc_std"] + w * (b["acc_std"] - a["acc_std"])
+            return (a["acc"] + w * (b["acc"] - a["acc"]), a["acc_std"] + w * (b["acc_std"] - a["acc_std"]),
+                    "interpolated")
+    for end in (pts[0], pts[-1]):
+        if abs(ratio - end["ratio"]) <= end["ratio_std"]:
+            return end["acc"], end["acc_std"], f"{end['setting']}'s, within its latency std"
     return None
 
 
@@ -62,7 +68,9 @@ def table(points: list[dict[str, Any]], backend: str) -> str:
             else:
                 pooled = ((p["acc_std"] ** 2 + at[1] ** 2) / 2) ** 0.5
                 diff = p["acc"] - at[0]
-                cells = [f"{at[0]:.2f}", f"{diff:+.2f} ({diff / pooled:+.1f} std)" if pooled else f"{diff:+.2f}"]
+                how = "" if at[2] == "interpolated" else f" ({at[2]})"
+                cells = [f"{at[0]:.2f}{how}",
+                         f"{diff:+.2f} ({diff / pooled:+.1f} std)" if pooled else f"{diff:+.2f}"]
         lines.append(f"| {p['form']} | {setting} | {','.join(map(str, p['seeds']))} | {p['acc']:.2f} +- "
                      f"{p['acc_std']:.2f} | {p['ratio']:.3f} +- {p['ratio_std']:.3f} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)

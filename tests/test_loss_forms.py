@@ -34,6 +34,8 @@ def test_matched_latency(tmp_path: Path) -> None:
     curve = [points[("none (lambda=0)", "lambda=0")], points[("additive", "lambda=2")]]  # (1.2, 97), (0.5, 98)
     assert loss_forms.additive_at(curve, 0.85)[0] == pytest.approx(97.5)
     assert loss_forms.additive_at(curve, 0.2) is None  # faster than any additive point: no comparison
+    assert loss_forms.additive_at(curve, 0.4)[:2] == pytest.approx((98.0, 2 ** 0.5))  # within lambda=2's latency std
+    assert loss_forms.additive_at(curve, 0.4)[2].startswith("lambda=2")
     text = loss_forms.table(loss_forms.groups(doc, "onnxruntime"), "onnxruntime")
     assert "| log | lambda=4 | 0,1 | 96.00 +- 1.41 | 0.850 +- 0.071 | 97.50 | -1.50 (-1.1 std) |" in text
     assert "outside the additive range" in text
