@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
+
+from latkit.search.pipeline import mean_std
 
 
 def groups(doc: dict[str, Any], backend: str) -> list[dict[str, Any]]:
@@ -30,12 +31,11 @@ def groups(doc: dict[str, Any], backend: str) -> list[dict[str, Any]]:
         by_key.setdefault((form, src.get("target_ms"), src["setting"]), []).append(g)
     out = []
     for (form, target_ms, setting), rows in by_key.items():
-        acc = [100 * r["test_accuracy"] for r in rows]
-        ratio = [r["ratio_to_darts_v2"][backend] for r in rows]
+        acc = mean_std([100 * r["test_accuracy"] for r in rows])
+        ratio = mean_std([r["ratio_to_darts_v2"][backend] for r in rows])
         out.append({"form": form, "target_ms": target_ms, "setting": setting, "n": len(rows),
                     "seeds": sorted(r["source"]["seed"] for r in rows),
-                    "acc": statistics.fmean(acc), "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                    "ratio": statistics.fmean(ratio), "ratio_std": statistics.stdev(ratio) if len(ratio) > 1 else 0.0})
+                    "acc": acc["mean"], "acc_std": acc["std"], "ratio": ratio["mean"], "ratio_std": ratio["std"]})
     return sorted(out, key=lambda p: (p["form"], p["ratio"]))
 
 

@@ -201,14 +201,16 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     return doc
 
 
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    import statistics
+
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per architecture name (DARTS_V2, each lambda): the number of seeds, and the mean and sample standard
     deviation over seeds of the test accuracy and of each backend's measured latency (std 0 for one seed)."""
-    import statistics
-
-    def mean_std(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["name"], []).append(r)
