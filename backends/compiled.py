@@ -9,7 +9,9 @@ instead of one 20-cell graph): measured here it did not cut a cold compile (112 
 code that silently runs partly eager. Resetting Dynamo (all cells share ``Cell.forward``'s cache, which would
 otherwise grow with every architecture and slow its guard checks) invalidates runners prepared before: keep one live
 runner at a time (``persistent_runners = False``). Dynamo's caches are reset before each architecture, so a
-campaign neither reuses another architecture's code nor grows without bound.
+campaign neither reuses another architecture's code nor grows without bound; a duet's reference is then compiled
+beside each architecture (``prepare(..., beside=runner)`` does not reset), its Inductor code served from the on-disk
+cache after the first time.
 """
 from __future__ import annotations
 
@@ -55,15 +57,17 @@ class TorchCompileBackend(TorchBackend):
         self.prepare(source).close()
         return source
 
-    def _prepare_impl(self, source: ModelSource) -> Runner:
-        torch._dynamo.reset()
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
+        if beside is None:  # a duet's reference is compiled beside the architecture: both stay compiled
+            torch._dynamo.reset()
         model = source.network.to(self.device)
         if self.opts.regional:
             for cell in model.cells:
                 cell.compile(mode=self.opts.mode, dynamic=False, fullgraph=True)
         else:
             model = torch.compile(model, mode=self.opts.mode, dynamic=False, fullgraph=True)
-        runner = _TorchRunner(model, torch.randn(source.input_shape, device=self.device), self.device, self.threads)
+        runner = _TorchRunner(model, torch.randn(source.input_shape, device=self.device), self.device, self.threads,
+                              beside)
         config = torch._dynamo.config
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
         with config.patch({name: CACHE_SIZE_LIMIT, f"accumulated_{name}": 4 * CACHE_SIZE_LIMIT}):

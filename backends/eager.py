@@ -11,9 +11,9 @@ class _TorchRunner(Runner):
     """The eval-mode network and its input; while active, torch uses the protocol's thread count (and on CUDA the
     runner's own stream, with cudnn.benchmark on); ``deactivate`` gives the process its own settings back."""
 
-    def __init__(self, model: Network, x: torch.Tensor, device: str, threads: int):
+    def __init__(self, model: Network, x: torch.Tensor, device: str, threads: int, beside: Runner | None = None):
         self.model, self.x, self.device, self.threads = model, x, device, threads
-        self.stream = torch.cuda.Stream() if device == "cuda" else None
+        self.stream = None if device != "cuda" else beside.stream if beside is not None else torch.cuda.Stream()
         self._saved: tuple = ()
 
     def activate(self) -> None:
@@ -51,7 +51,7 @@ class TorchBackend(Backend):
             v["cudnn"] = str(torch.backends.cudnn.version())
         return v
 
-    def _prepare_impl(self, source: ModelSource) -> Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         model = source.network.to(self.device)
         x = torch.randn(source.input_shape, device=self.device)
-        return _TorchRunner(model, x, self.device, self.threads)
+        return _TorchRunner(model, x, self.device, self.threads, beside)

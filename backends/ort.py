@@ -98,7 +98,7 @@ class OnnxRuntimeBackend(Backend):
 
         return {"onnxruntime": ort.__version__, "providers": ",".join(ort.get_available_providers())}
 
-    def _prepare_impl(self, source: ModelSource) -> Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -112,7 +112,7 @@ class OnnxRuntimeBackend(Backend):
         if self.device == "cuda":
             import torch
 
-            stream = torch.cuda.Stream()
+            stream = beside.stream if beside is not None else torch.cuda.Stream()
             provider = ("CUDAExecutionProvider", {"device_id": str(torch.cuda.current_device()),
                                                   "user_compute_stream": str(stream.cuda_stream),
                                                   "cudnn_conv_algo_search": self.opts.cudnn_conv_algo_search,

@@ -84,7 +84,7 @@ class OpenVINOBackend(Backend):
 
         return str(ov.Core().get_property(PLUGINS[self.device], "FULL_DEVICE_NAME"))
 
-    def _prepare_impl(self, source: ModelSource) -> Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         import openvino as ov
 
         core = ov.Core()

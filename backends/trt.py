@@ -54,14 +54,14 @@ class _EngineRunner(Runner):
 
     device = "cuda"
 
-    def __init__(self, runtime: "object", engine: "object"):
+    def __init__(self, runtime: "object", engine: "object", stream: "torch.cuda.Stream | None" = None):
         import tensorrt as trt
 
         self.runtime, self.engine = runtime, engine  # kept so they outlive the context
         self.context = engine.create_execution_context()
         if self.context is None:
             raise RuntimeError("TensorRT could not create an execution context")
-        self.stream = torch.cuda.Stream()
+        self.stream = stream or torch.cuda.Stream()
         self.tensors = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -135,7 +135,7 @@ class TensorRTBackend(Backend):
                           "cuda": str(torch.version.cuda), "gpu": gpu_info().get("gpu")}, sort_keys=True)
         return self.plan_cache / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".plan")
 
-    def _prepare_impl(self, source: ModelSource) -> Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         import tensorrt as trt
 
         runtime = trt.Runtime(_logger())
@@ -146,7 +146,7 @@ class TensorRTBackend(Backend):
             raise RuntimeError("TensorRT failed to deserialize the engine")
         if not path.is_file():
             _atomic_write(path, memoryview(plan))
-        return _EngineRunner(runtime, engine)
+        return _EngineRunner(runtime, engine, None if beside is None else beside.stream)
 
     def _build(self, source: ModelSource) -> "object":
         """The serialized engine of ``source``'s ONNX model (the timing cache grows along)."""

@@ -23,7 +23,7 @@ def compile_once(genotype: object, regional: bool) -> tuple[float, int, float]:
     """(compile + first run seconds, unique graphs, compiled min ms) of one fresh compilation."""
     from torch._dynamo.utils import counters
 
-    from latkit.backends.base import MeasureProtocol, measure
+    from latkit.backends.timing import MeasureProtocol, measure
     from latkit.backends.registry import get_backend
     from latkit.network import NetConfig, build
 
@@ -44,7 +44,7 @@ def main() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="latkit-inductor-")  # start empty
     import torch._inductor.config as inductor_config
 
-    from latkit.backends.base import MeasureProtocol, measure
+    from latkit.backends.timing import MeasureProtocol, measure
     from latkit.backends.registry import get_backend
     from latkit.network import NetConfig, build
     from latkit.space import sample

@@ -16,7 +16,7 @@ import statistics
 import torch
 from torch.utils import benchmark
 
-from latkit.backends.base import MeasureProtocol, measure
+from latkit.backends.timing import MeasureProtocol, measure
 from latkit.backends.registry import get_backend
 from latkit.network import NetConfig, build
 from latkit.space import sample

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from latkit.backends.base import STAT_COLUMNS, MeasureProtocol
+from latkit.backends.timing import MeasureProtocol
+from latkit.datasets.store import STAT_COLUMNS
 from latkit.backends.registry import get_backend
 from latkit.env import cpu_model
 from latkit.measure import time_genotype

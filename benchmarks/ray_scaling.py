@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from latkit.backends.base import MeasureProtocol
+from latkit.backends.timing import MeasureProtocol
 from latkit.backends.registry import get_backend
 from latkit.cluster import Spec, connect, run_campaign_ray
 from latkit.datasets.quality import noise_floor

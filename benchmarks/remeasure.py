@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from latkit.backends.base import MeasureProtocol
+from latkit.backends.timing import MeasureProtocol
 from latkit.backends.registry import get_backend
 from latkit.measure import time_genotype
 from latkit.network import NetConfig

@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from latkit.datasets.store import (KINDS, STAT_COLUMNS, STATUSES, Dataset, DatasetError, journal_path, load,
-                                   rejected_path)
+from latkit.datasets.store import (BASELINE_PERCENTILE, KINDS, REFERENCE_BOUND_PCT, STAT_COLUMNS, STATUSES, Dataset,
+                                   DatasetError, journal_path, load, protocol_name, rejected_path)
 from latkit.space import GenotypeError, parse, sample
 
 
-def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | None = None) -> dict[str, float]:
-    """MAPE (%) between the first measurement of a sample and its independent re-measurement(s).
+def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | None = None,
+                normalised: bool = True) -> dict[str, float]:
+    """MAPE (%) between the first measurement of a sample and its independent re-measurement(s), of the normalised
+    latency where the dataset is a duet (``normalised``; the pair MAPE of the ratios), else of the raw one.
 
     ``mape_pct`` is the pair MAPE, mean |a - b| / a over re-measured pairs: the error of comparing two measurements.
     ``single_mape_pct`` = pair MAPE / sqrt(2) is the noise of one measurement (the difference of two independent
@@ -27,7 +30,7 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
             np.asarray(t.column("timing_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
         t = t.filter(np.nan_to_num(share) >= min_cpu_share)
     kind, status, index = (t.column(c).to_pylist() for c in ("kind", "status", "index"))
-    value = t.column(stat).to_pylist()
+    value = ds.latency_ms(t, stat, normalised).tolist()
     first: dict[int, float] = {}
     for k, s, i, v in zip(kind, status, index, value):
         if k == "sample" and s == "ok":
@@ -41,27 +44,47 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
             "p90_ape_pct": float(np.percentile(e, 90))}
 
 
-def drift(ds: Dataset, stat: str = "median_ms") -> dict[str, float]:
-    """The reference architecture's re-timings: spread over the campaign, relative to their median."""
+def drift(ds: Dataset, stat: str = "median_ms", normalised: bool = True) -> dict[str, float]:
+    """The reference architecture's rows (DARTS_V2 timed as a sample, every K samples): spread over the campaign,
+    relative to their median; of the normalised latency where the dataset is a duet (``normalised``)."""
     t = ds.table
     mask = [k == "reference" and s == "ok" for k, s in zip(t.column("kind").to_pylist(), t.column("status").to_pylist())]
-    values = np.asarray([v for v, m in zip(t.column(stat).to_pylist(), mask) if m], dtype=np.float64)
+    return _spread(ds.latency_ms(t, stat, normalised)[np.asarray(mask, dtype=bool)], "timings")
+
+
+def _spread(values: np.ndarray, count: str) -> dict[str, float]:
+    """Median, first, last, largest deviation from the median (%) and CV (%) of a series of latencies."""
     if values.size == 0:
-        return {"timings": 0}
+        return {count: 0}
     mid = float(np.median(values))
-    return {"timings": int(values.size), "median_ms": mid, "first_ms": float(values[0]), "last_ms": float(values[-1]),
+    return {count: int(values.size), "median_ms": mid, "first_ms": float(values[0]), "last_ms": float(values[-1]),
             "max_dev_pct": float(100 * np.abs(values - mid).max() / mid),
             "cv_pct": float(100 * values.std() / values.mean())}
 
 
+def reference_windows(ds: Dataset, stat: str = "min_ms") -> dict[str, Any]:
+    """The reference's own drift in a duet dataset: its ``stat`` in every ok row's window, the baseline the
+    normalised latencies are in, and the windows flagged as slower than the baseline by more than the bound."""
+    t = ds.table
+    ok = np.asarray(t.column("status").to_pylist()) == "ok"
+    ref = np.asarray(t.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
+    keep = ok & np.isfinite(ref)
+    out = _spread(ref[keep], "windows")
+    if keep.any():
+        out.update(baseline_ms=ds.baseline_ms(stat), baseline_percentile=BASELINE_PERCENTILE,
+                   bound_pct=REFERENCE_BOUND_PCT, flagged=int(ds.flagged(t.filter(pa.array(keep)), stat).sum()))
+    return out
+
+
 def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
-    """Rows, failures, latency range, noise floor, drift, runs, unreadable journal lines and fingerprint."""
+    """Rows, failures, latency range (normalised in a duet dataset), noise floor and drift (normalised and raw),
+    the reference's windows, runs, unreadable journal lines and fingerprint."""
     if stat not in STAT_COLUMNS:
         raise DatasetError(f"unknown statistic {stat!r} (known: {', '.join(STAT_COLUMNS)})")
     t = ds.table
     kinds = t.column("kind").to_pylist()
     ok = ds.samples(ok_only=True)
-    lat = ok.column(stat).to_numpy()
+    lat = ds.latency_ms(ok, stat)
     samples = ds.samples(ok_only=False).num_rows  # sample indices measured, retried ones once
     stages = {c: float(np.median(ok.column(c).to_numpy())) for c in ("build_ms", "prepare_ms", "warmup_ms",
                                                                      "timing_ms")} if ok.num_rows else {}
@@ -74,7 +97,10 @@ def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
         "repeats": kinds.count("repeat"), "references": kinds.count("reference"),
         "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())}
         if lat.size else {},
-        "stat": stat, "noise_floor": noise_floor(ds, stat), "drift": drift(ds, stat), "median_stage_ms": stages,
+        "stat": stat, "protocol": protocol_name(ds.header), "normalised": ds.duet,
+        "noise_floor": noise_floor(ds, stat), "noise_floor_raw": noise_floor(ds, stat, normalised=False),
+        "drift": drift(ds, stat), "drift_raw": drift(ds, stat, normalised=False),
+        "reference_windows": reference_windows(ds, stat) if ds.duet else {}, "median_stage_ms": stages,
         "rows_per_run": run_rows, "unreadable_lines": ds.unreadable_lines, "set_aside_lines": ds.set_aside,
         "warnings": journal_warnings(ds), "header": ds.header,
     }
@@ -177,35 +203,50 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
         "",
         f"- network: batch {c['batch']}, input {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} "
         f"cells, {c['channels']} initial channels, {c['classes']} classes; architectures `sample({h['seed']}, i)`",
-        f"- protocol: {h['protocol']}",
+        f"- protocol: {protocol_name(h)} ("
+        + ("each architecture timed beside the reference, run for run; latencies are normalised: the ratio to the "
+           "reference in the same window times the dataset's baseline" if ds.duet else
+           "each architecture timed alone; latencies are raw and move with the host's speed") + f"): {h['protocol']}",
         f"- backend options: {h.get('backend_options', {})}",
         f"- environment: {env}",
         *[f"- run {run_id}: {describe_run(run)}" for run_id, run in ds.runs.items()],
         "",
-        "## Quality (statistic: min_ms, the one predictors learn by default)",
+        "## Quality (statistic: min_ms, the one predictors learn by default"
+        + (", normalised)" if ds.duet else ")"),
         "",
     ]
     gate = h["protocol"].get("min_cpu_share")
     for stat in ("min_ms", "median_ms"):
-        for share in (None, gate) if gate else (None,):
-            nf = noise_floor(ds, stat, share)
-            which = "all pairs" if share is None else f"pairs whose both loops got >= {share:.0%} of a core"
-            lines.append(f"- noise floor, {stat}, {which}: pair MAPE {nf['mape_pct']:.2f}% "
-                         f"(p90 {nf['p90_ape_pct']:.2f}%; two measurements of one architecture), single-measurement "
-                         f"MAPE {nf['single_mape_pct']:.2f}% (pair / sqrt 2: the noise of one measurement) "
-                         f"over {nf['pairs']} re-measured architectures")
+        for normalised in (True, False) if ds.duet else (False,):
+            for share in (None, gate) if gate else (None,):
+                nf = noise_floor(ds, stat, share, normalised)
+                which = "all pairs" if share is None else f"pairs whose both loops got >= {share:.0%} of a core"
+                lines.append(f"- noise floor, {stat}{', normalised' if normalised else ', raw' if ds.duet else ''}, "
+                             f"{which}: pair MAPE {nf['mape_pct']:.2f}% (p90 {nf['p90_ape_pct']:.2f}%; two "
+                             f"measurements of one architecture), single-measurement MAPE {nf['single_mape_pct']:.2f}% "
+                             f"(pair / sqrt 2: the noise of one measurement) over {nf['pairs']} re-measured "
+                             "architectures")
     if ratio.size and gate:
         lines.append(f"- samples whose timed loop stayed below {gate:.0%} of a core after every attempt (kept in the "
                      "file; predictors do not learn from them, held-out scores are given with and without them): "
                      f"{int((ratio < gate).sum())} of {ratio.size}")
-    dr = s["drift"]
-    if dr.get("timings"):
-        lines.append(f"- drift ({h.get('reference')}, min_ms, {dr['timings']} timings): median {dr['median_ms']:.3f} ms, "
-                     f"first {dr['first_ms']:.3f}, last {dr['last_ms']:.3f}, max deviation {dr['max_dev_pct']:.2f}%, "
-                     f"CV {dr['cv_pct']:.2f}%")
+    for key, label in [("drift", "normalised"), ("drift_raw", "raw")] if ds.duet else [("drift", "")]:
+        dr = s[key]
+        if dr.get("timings"):
+            lines.append(f"- drift of {h.get('reference')} timed as a sample ({', '.join(filter(None, ['min_ms', label]))}"
+                         f", {dr['timings']} timings): median {dr['median_ms']:.3f} ms, first {dr['first_ms']:.3f}, "
+                         f"last {dr['last_ms']:.3f}, max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%")
+    rw = s["reference_windows"]
+    if rw.get("windows"):
+        lines.append(f"- the reference in each row's window (min_ms, {rw['windows']} windows): baseline "
+                     f"{rw['baseline_ms']:.3f} ms (its {rw['baseline_percentile']:.0f}th percentile: the unit of the "
+                     f"normalised latencies), median {rw['median_ms']:.3f}, CV {rw['cv_pct']:.2f}%, max deviation "
+                     f"{rw['max_dev_pct']:.2f}% from its median; {rw['flagged']} windows more than "
+                     f"{rw['bound_pct']:.0f}% slower than the baseline (flagged: a slow host state)")
     if s["latency_ms"]:
         lat = s["latency_ms"]
-        lines.append(f"- latency range (min_ms): {lat['min']:.3f} to {lat['max']:.3f} ms, median {lat['median']:.3f}")
+        lines.append(f"- latency range (min_ms{', normalised' if ds.duet else ''}): {lat['min']:.3f} to "
+                     f"{lat['max']:.3f} ms, median {lat['median']:.3f}")
     if ratio.size:
         lines.append(f"- timed loop CPU/wall (1.0 = the measuring thread was never descheduled): median "
                      f"{np.median(ratio):.3f}, 5th percentile {np.percentile(ratio, 5):.3f}")

@@ -38,12 +38,14 @@ from filelock import FileLock, Timeout
 from latkit.errors import LatkitError
 
 FORMAT = "latkit-latency-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the reference's statistics from each row's window (ref_*) and the ratio; 1 reads as solo
+READABLE_VERSIONS = (1, 2)
 META_KEY = b"latkit"
 KINDS = ("sample", "repeat", "reference", "model")  # model: a user's ONNX model (latkit bench MODEL.onnx)
 STATUSES = ("ok", "error")
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")
 STAGE_COLUMNS = ("build_ms", "prepare_ms", "warmup_ms", "timing_ms", "timing_cpu_ms")
+REF_COLUMNS = tuple(f"ref_{c}" for c in STAT_COLUMNS)  # the reference's statistics in the row's window (duet)
 SCHEMA = pa.schema(
     [("kind", pa.string()), ("seed", pa.int64()), ("index", pa.int64()), ("genotype", pa.string()),
      ("backend", pa.string()), ("device", pa.string()), ("batch", pa.int64()), ("resolution", pa.int64()),
@@ -51,15 +53,23 @@ SCHEMA = pa.schema(
     + [(c, pa.float64()) for c in STAT_COLUMNS] + [("n", pa.int64())]
     + [(c, pa.float64()) for c in STAGE_COLUMNS] + [("attempts", pa.int64())]
     + [("status", pa.string()), ("error", pa.string()), ("timestamp", pa.string()), ("run_id", pa.string())]
+    + [(c, pa.float64()) for c in REF_COLUMNS] + [("ratio", pa.float64())]
 )
+OPTIONAL_COLUMNS = REF_COLUMNS + ("ratio",)  # absent from version-1 files: read as nulls
 COLUMNS = tuple(SCHEMA.names)
+BASELINE_PERCENTILE = 10.0  # Dataset.baseline_ms: the reference's latency that normalised latencies are in
+# A window whose reference ran more than this much slower than the baseline is flagged (Dataset.flagged): the host was
+# in a slow state there. The ratio cancels a slowdown that scales both programs alike; a flagged window is where one
+# that does not would show.
+REFERENCE_BOUND_PCT = 10.0
 # Python types a journal row's values may have, per column (None is always allowed).
 _PY_TYPES = tuple((f.name, (str,) if f.type == pa.string() else (int,) if f.type == pa.int64() else (int, float))
                   for f in SCHEMA)
 # Header keys that must agree for rows to belong in one file (a key missing from an older file reads as its
 # default); "environment" must agree too unless forced.
-IDENTITY_KEYS = ("backend", "device", "backend_options", "config", "protocol", "seed", "sampler_version")
-IDENTITY_DEFAULTS = {"backend_options": {}}
+IDENTITY_KEYS = ("backend", "device", "backend_options", "config", "protocol", "seed", "sampler_version",
+                 "reference")
+IDENTITY_DEFAULTS = {"backend_options": {}, "reference": None}
 # What identifies one row: the same row read twice (from two inputs, or from the file and a stale journal).
 ROW_KEY = ("kind", "seed", "index", "run_id", "timestamp")
 
@@ -79,6 +89,20 @@ def rejected_path(path: Path) -> Path:
 
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
+
+
+def upgrade(header: dict[str, Any]) -> dict[str, Any]:
+    """A header as this version writes it: a protocol without ``duet`` (files measured before the duet protocol)
+    says ``duet: False``, the solo protocol it was measured with."""
+    protocol = header.get("protocol")
+    if isinstance(protocol, dict) and "duet" not in protocol:
+        header = dict(header, protocol={**protocol, "duet": False})
+    return header
+
+
+def protocol_name(header: dict[str, Any]) -> str:
+    """'duet' (each row timed beside the reference) or 'solo' (each row timed alone)."""
+    return "duet" if header.get("protocol", {}).get("duet") else "solo"
 
 
 def header_diff(a: dict[str, Any], b: dict[str, Any], with_environment: bool = True) -> list[str]:
@@ -128,9 +152,12 @@ def _read_parquet(path: Path) -> tuple[dict[str, Any], pa.Table]:
         header = json.loads(meta[META_KEY])
     except json.JSONDecodeError:
         raise DatasetError(f"{path}: corrupt latkit metadata") from None
-    if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+    if header.get("format") != FORMAT or header.get("version") not in READABLE_VERSIONS:
         raise DatasetError(f"{path}: format {header.get('format')!r} v{header.get('version')}, "
-                           f"expected {FORMAT!r} v{FORMAT_VERSION}")
+                           f"expected {FORMAT!r} v{' or v'.join(map(str, READABLE_VERSIONS))}")
+    for c in OPTIONAL_COLUMNS:
+        if c not in table.column_names:
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.float64()))
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -267,6 +294,36 @@ class Dataset:
     def column(self, name: str) -> np.ndarray:
         return self.table.column(name).to_numpy(zero_copy_only=False)
 
+    @property
+    def duet(self) -> bool:
+        """Whether every row was timed beside the reference (the duet protocol), so it can be normalised."""
+        return protocol_name(self.header) == "duet"
+
+    def baseline_ms(self, stat: str = "min_ms") -> float:
+        """The reference's latency that normalised latencies are expressed in: the ``BASELINE_PERCENTILE``th
+        percentile of ``ref_<stat>`` over the windows of every ok row. Low, because a slow host state only ever
+        adds time (the fast windows are the host's undisturbed speed); not the single fastest window, which one
+        lucky window would move. NaN for a solo dataset."""
+        values = np.asarray(self.table.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
+        ok = np.asarray(self.table.column("status").to_pylist()) == "ok"
+        values = values[ok & np.isfinite(values)]
+        return float(np.percentile(values, BASELINE_PERCENTILE)) if values.size else float("nan")
+
+    def flagged(self, table: pa.Table, stat: str = "min_ms") -> np.ndarray:
+        """Mask of the rows of ``table`` whose window's reference ran more than ``REFERENCE_BOUND_PCT`` slower than
+        ``baseline_ms(stat)`` (all False for a solo dataset)."""
+        ref = np.asarray(table.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
+        return np.nan_to_num(ref / self.baseline_ms(stat), nan=0.0) > 1 + REFERENCE_BOUND_PCT / 100
+
+    def latency_ms(self, table: pa.Table, stat: str = "min_ms", normalised: bool = True) -> np.ndarray:
+        """``stat`` for each row of ``table`` (rows of this dataset), in ms: normalised (where the dataset is a
+        duet) as the row's ratio to the reference in its own window times ``baseline_ms(stat)``, else raw."""
+        raw = np.asarray(table.column(stat).to_pylist(), dtype=np.float64)
+        if not (normalised and self.duet):
+            return raw
+        ref = np.asarray(table.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
+        return raw / ref * self.baseline_ms(stat)
+
     def samples(self, ok_only: bool = True) -> pa.Table:
         """The training rows: kind 'sample' and status 'ok'; with ``ok_only=False`` one row per sample index: its
         ok row if it has one (earlier error rows were superseded by a retry), else its last error row."""
@@ -282,8 +339,11 @@ class Dataset:
 
 def _load(path: Path) -> tuple[Dataset, _Journal]:
     j = _read_journal(path)
+    if j.header is not None:
+        j.header = upgrade(j.header)
     if path.exists():
         header, table = _read_parquet(path)
+        header = upgrade(header)
         if j.header is not None and header_diff(header, j.header, with_environment=False):
             raise DatasetError(f"{path}: journal belongs to another campaign "
                                f"({', '.join(header_diff(header, j.header))})")
@@ -315,6 +375,7 @@ def write(path: str | Path, header: dict[str, Any], table: pa.Table) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    header = dict(upgrade(header), version=FORMAT_VERSION)  # the rows are written with every column of this version
     schema = SCHEMA.with_metadata({META_KEY: json.dumps(header, sort_keys=True).encode()})
     try:
         pq.write_table(table.cast(SCHEMA).replace_schema_metadata(schema.metadata), tmp, compression="zstd")
@@ -413,6 +474,12 @@ def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, r
         if path.exists() or journal.header is not None or journal.rows:
             existing = load(path)
             diff = header_diff(existing.header, header, with_environment=not force)
+            held, asked = protocol_name(existing.header), protocol_name(header)
+            if "protocol" in diff and held != asked:
+                raise DatasetError(f"{path} holds rows measured with the {held} protocol, this run measures with the "
+                                   f"{asked} protocol (duet: each architecture timed beside the reference); measure "
+                                   f"into another --out, or resume it with its own protocol"
+                                   + (" (--solo)" if held == "solo" else ""))
             if diff:
                 hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force continues anyway)"
                 raise DatasetError(f"{path} was measured with a different {', '.join(diff)}; use another --out{hint}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latkit.backends.base import LatencyStats, MeasureProtocol, ModelSource
+from latkit.backends.base import ModelSource
+
+from latkit.backends.timing import LatencyStats, MeasureProtocol
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, Network, build
 from latkit.space import Genotype, parse
@@ -48,3 +50,38 @@ def time_model(model: Any, backend: str = "onnxruntime", device: str = "cpu", *,
     if row["status"] != "ok":
         raise LatkitError(f"{backend}/{device} cannot run {source.name}: {row['error']}")
     return LatencyStats(**{k: row[k] for k in LatencyStats.__dataclass_fields__})
+
+
+CALIBRATION_WINDOWS = 5  # timings of the reference whose median min_ms is "the reference here now"
+
+
+def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, float]:
+    """Scale a predictor's milliseconds to this machine, now.
+
+    A predictor fitted on a duet dataset predicts normalised milliseconds: ratios to the reference timed beside
+    each architecture, times the reference's baseline on the host that measured the dataset. This times that
+    reference (DARTS_V2 at the predictor's network configuration, on its backend, device and options, with its
+    protocol; the median of ``windows`` minima) here, and returns ``{"reference_ms": ..., "baseline_ms": ...,
+    "scale": reference_ms / baseline_ms}``: multiply a prediction by ``scale`` for this machine's milliseconds.
+    Use it when the absolute latency matters on a host other than the dataset's, or on a day it runs slower; a search
+    penalty needs none (it divides by the predicted DARTS_V2 latency).
+    """
+    import numpy as np
+
+    from latkit.backends.registry import get_backend
+    from latkit.measure import REFERENCE
+
+    meta = predictor.meta
+    if not meta.get("normalised"):
+        raise LatkitError(f"this {predictor.kind} predictor learned raw latencies ({meta.get('dataset', 'a dataset')} "
+                          "was measured with the solo protocol): its milliseconds are its host's, nothing to calibrate")
+    if windows < 1:
+        raise LatkitError(f"calibration needs at least 1 window, got {windows}")
+    known = set(MeasureProtocol.__dataclass_fields__)
+    protocol = MeasureProtocol(**{k: v for k, v in meta.get("protocol", {}).items() if k in known})
+    options = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in meta.get("backend_options", {}).items()}
+    config = NetConfig(**meta["config"])
+    minima = [time_model(REFERENCE, meta["backend"], meta["device"], config=config, protocol=protocol,
+                         **options).min_ms for _ in range(windows)]
+    here = float(np.median(minima))
+    return {"reference_ms": here, "baseline_ms": float(meta["baseline_ms"]), "scale": here / meta["baseline_ms"]}

@@ -148,9 +148,10 @@ def _add_backend_option(p: argparse.ArgumentParser) -> None:
                         "tensorrt, regional=false for torch-compile); recorded in the dataset's identity")
 
 
-def _add_protocol_args(p: argparse.ArgumentParser) -> None:
-    """The measurement protocol's options (shared by ``measure`` and ``bench MODEL.onnx``)."""
-    from latkit.backends.base import MeasureProtocol
+def _add_protocol_args(p: argparse.ArgumentParser, campaign: bool = True) -> None:
+    """The measurement protocol's options (shared by ``measure`` and ``bench MODEL.onnx``; ``--solo`` for
+    campaigns)."""
+    from latkit.backends.timing import MeasureProtocol
 
     d = MeasureProtocol()
     p.add_argument("--threads", type=POSITIVE_INT, default=d.threads, help="CPU threads (default %(default)s)")
@@ -162,20 +163,26 @@ def _add_protocol_args(p: argparse.ArgumentParser) -> None:
                    help="re-time a 1-thread CPU loop that got less of a core than this (default %(default)s)")
     p.add_argument("--max-attempts", type=POSITIVE_INT, default=d.max_attempts,
                    help="timed loops at most (default %(default)s)")
+    if campaign:
+        p.add_argument("--solo", action="store_true",
+                       help="time each architecture alone, not beside the reference DARTS_V2 (the protocol of "
+                            "datasets measured before the duet; its latency moves with the host's speed)")
 
 
 def _protocol(args: argparse.Namespace) -> "MeasureProtocol":  # noqa: F821
-    from latkit.backends.base import MeasureProtocol
+    from latkit.backends.timing import MeasureProtocol
 
     return MeasureProtocol(warmup_runs=args.warmup_runs, warmup_ms=args.warmup_ms, repeats=args.repeats,
-                           threads=args.threads, min_cpu_share=args.min_cpu_share, max_attempts=args.max_attempts)
+                           threads=args.threads, min_cpu_share=args.min_cpu_share, max_attempts=args.max_attempts,
+                           duet=not getattr(args, "solo", True))
 
 
 def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from latkit.backends.registry import get_backend
-    from latkit.measure import Shard, default_dataset_name, run_campaign
+    from latkit.campaign import Shard, run_campaign
+    from latkit.measure import default_dataset_name
     from latkit.selection import select_indices
 
     config = _net_config(args)
@@ -272,16 +279,25 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     superseded = f", {s['superseded']} error rows superseded by a retry" if s["superseded"] else ""
     console.print(f"rows {s['rows']}: {s['samples']} samples ({s['failures']} failed{superseded}), {s['repeats']} "
                   f"repeats, {s['references']} reference timings", highlight=False)
+    norm = "normalised " if s["normalised"] else ""
     if lat:
-        console.print(f"{s['stat']}: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f} ms",
+        console.print(f"{norm}{s['stat']}: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f} ms",
                       highlight=False)
-    console.print(f"noise floor ({nf['pairs']} re-measured pairs): pair MAPE {nf['mape_pct']:.2f}% (p90 "
-                  f"{nf['p90_ape_pct']:.2f}%; two measurements of one architecture), single measurement "
-                  f"{nf['single_mape_pct']:.2f}% (pair / sqrt 2)", highlight=False)
-    if dr.get("timings"):
-        console.print(f"drift ({dr['timings']} timings of {h.get('reference')}): median {dr['median_ms']:.3f} ms, "
-                      f"max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%", highlight=False)
-    console.print(f"protocol {h['protocol']}", highlight=False)
+    floors = [(norm, nf, dr)] + ([("raw ", s["noise_floor_raw"], s["drift_raw"])] if norm else [])
+    for label, nf, dr in floors:
+        console.print(f"{label}noise floor ({nf['pairs']} re-measured pairs): pair MAPE {nf['mape_pct']:.2f}% (p90 "
+                      f"{nf['p90_ape_pct']:.2f}%; two measurements of one architecture), single measurement "
+                      f"{nf['single_mape_pct']:.2f}% (pair / sqrt 2)", highlight=False)
+        if dr.get("timings"):
+            console.print(f"{label}drift ({dr['timings']} timings of {h.get('reference')} as a sample): median "
+                          f"{dr['median_ms']:.3f} ms, max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%",
+                          highlight=False)
+    rw = s["reference_windows"]
+    if rw.get("windows"):
+        console.print(f"reference in each window ({rw['windows']}): baseline {rw['baseline_ms']:.3f} ms (normalised "
+                      f"latencies are in it), CV {rw['cv_pct']:.2f}%, {rw['flagged']} windows more than "
+                      f"{rw['bound_pct']:.0f}% slower than the baseline", highlight=False)
+    console.print(f"protocol {s['protocol']} {h['protocol']}", highlight=False)
     if h.get("backend_options"):
         console.print(f"backend options {h['backend_options']}", highlight=False)
     console.print(f"environment {h['environment']}", highlight=False)
@@ -323,17 +339,18 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
 
     if args.prior:
         predictor, held_out = fit_transfer(args.dataset, args.prior, stat=args.stat, train_size=args.train_size,
-                                           seed=args.seed, prior_kind=args.prior_model)
+                                           seed=args.seed, prior_kind=args.prior_model, normalised=not args.raw)
     else:
         predictor, held_out = fit_dataset(args.dataset, args.model, stat=args.stat, train_size=args.train_size,
-                                          seed=args.seed)
+                                          seed=args.seed, normalised=not args.raw)
         if predictor.meta["training_size"] < FEW_ROWS[args.model]:
             print(f"latkit: warning: {predictor.meta['training_size']} architectures are few for a from-scratch "
                   f"{args.model} (its errors are mostly noise below {FEW_ROWS[args.model]}); a transfer fit from "
                   "an existing predictor needs far fewer: --prior BACKEND", file=sys.stderr)
     predictor.save(args.out)
     meta = predictor.meta
-    what = f"{predictor.kind} on {meta['training_size']} architectures of {args.dataset} ({args.stat})"
+    unit = f"{args.stat}, normalised" if meta["normalised"] else args.stat
+    what = f"{predictor.kind} on {meta['training_size']} architectures of {args.dataset} ({unit})"
     if held_out is None:
         r = meta["fit_report"]
         console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%, scales "
@@ -357,11 +374,19 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
     genotype = parse(args.genotype)
     predictor = _checked_predictor(args.predictor, args.backend, args.device, args.model, args.force_predictor)
     x = encode(genotype)[None]
-    ms = float(predictor.predict_ms(x)[0])
+    scale = 1.0
+    if args.calibrate:
+        from latkit.api import calibrate
+
+        cal = calibrate(predictor)
+        scale = cal["scale"]
+        print(f"calibrated: {predictor.meta.get('reference')} runs here now in {cal['reference_ms']:.3f} ms, the "
+              f"dataset's baseline {cal['baseline_ms']:.3f} ms: scale {scale:.4f}", file=sys.stderr)
+    ms = scale * float(predictor.predict_ms(x)[0])
     if args.no_interval or not predictor.meta.get("interval"):
         print(f"{ms:.3f} ms")
         return 0
-    lo, hi = (float(v[0]) for v in predictor.interval_ms(x))
+    lo, hi = (scale * float(v[0]) for v in predictor.interval_ms(x))
     print(f"{ms:.3f} ms ({100 * predictor.meta['interval']['level']:.0f}% interval {lo:.3f} - {hi:.3f} ms)")
     return 0
 
@@ -442,14 +467,15 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
     from latkit.backends.registry import get_backend
-    from latkit.measure import bench_model
+    from latkit.measure import bench_model, reference_for
     from latkit.onnx_model import load_onnx
 
     protocol = _protocol(args)
     backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
     backend.check_available()
     source = load_onnx(args.model, args.batch)
-    row = bench_model(backend, source, protocol, args.out)
+    reference = None if args.reference is None else reference_for(args.reference, source)
+    row = bench_model(backend, source, protocol, args.out, reference)
     if row["status"] != "ok":
         kept = f" (the error row is in {args.out})" if args.out else ""
         raise LatkitError(f"{args.backend}/{args.device} cannot run {source.name}: {row['error']}{kept}")
@@ -457,6 +483,9 @@ def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
           f"{row['n']} timed runs (prepare {row['prepare_ms']:.0f} ms, warm-up {row['warmup_ms']:.0f} ms)")
     print("  " + ", ".join(f"{c[:-3]} {row[c]:.3f} ms" for c in ("min_ms", "median_ms", "mean_ms", "p10_ms",
                                                                    "p90_ms", "iqm_ms", "std_ms")))
+    if reference is not None:
+        print(f"  beside {reference.name} in the same window: its min {row['ref_min_ms']:.3f} ms; ratio "
+              f"{row['ratio']:.4f} (min / the reference's min: comparable across days and hosts of a kind)")
     if args.out:
         print(f"appended to {args.out}")
     return 0
@@ -628,7 +657,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
-    from latkit.backends.base import MeasureProtocol
+    from latkit.backends.timing import MeasureProtocol
     from latkit.backends.registry import backend_class, list_backends, list_devices
     from latkit.datasets.store import STAT_COLUMNS
     from latkit.predictors.models import PREDICTORS
@@ -683,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net_args(p)
     _add_protocol_args(p)
     p.add_argument("--pin-cpu", type=COUNT, help="run on this CPU core only (Linux), away from other work")
-    p.add_argument("--reference-every", type=COUNT, default=100, help="re-time DARTS_V2 every K samples (0: never)")
+    p.add_argument("--reference-every", type=COUNT, default=100, help="time DARTS_V2 as a sample every K samples: its drift (0: never)")
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
@@ -735,6 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
                    help="which embedded predictor, when --prior is a backend (default %(default)s)")
     p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--raw", action="store_true",
+                   help="learn the raw latency of a duet dataset (default: normalised by the reference timed beside "
+                        "each architecture, so host slowdowns cancel)")
     p.set_defaults(handler=_cmd_fit)
 
     p = sub.add_parser("predict", help="predicted latency (ms) of a genotype")
@@ -747,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse a predictor fitted for another backend or device")
     p.add_argument("--force-predictor", action="store_true", help="with --backend: only warn")
     p.add_argument("--no-interval", action="store_true", help="print the prediction alone, without its interval")
+    p.add_argument("--calibrate", action="store_true",
+                   help="time the reference (DARTS_V2) on this machine now and scale the prediction to it: a predictor "
+                        "from a duet dataset predicts ms of the dataset's host on its fast days")
     p.set_defaults(handler=_cmd_predict)
 
     bench = sub.add_parser("bench", help="benchmarks")
@@ -771,7 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(p)
     p.add_argument("--batch", type=POSITIVE_INT, help="size of a dynamic first (batch) dimension")
     p.add_argument("--out", help="append the row to this Parquet file (latkit's dataset format, kind 'model')")
-    _add_protocol_args(p)
+    p.add_argument("--reference", metavar="NAME|MODEL.onnx",
+                   help="time the model beside this reference, run for run (a genotype or DARTS_V2-style name built at "
+                        "the model's batch and resolution, or an ONNX file), and print the ratio")
+    _add_protocol_args(p, campaign=False)
     p.set_defaults(handler=_cmd_bench_model)
 
     def search_args(p: argparse.ArgumentParser) -> None:

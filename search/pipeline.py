@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from latkit.backends.base import MeasureProtocol
+from latkit.backends.timing import MeasureProtocol
 from latkit.backends.registry import backend_class, get_backend, list_backends, parse_backend_list
 from latkit.errors import LatkitError
 from latkit.measure import time_genotype

@@ -36,3 +36,34 @@ def test_time_model_inputs(tmp_path: Path) -> None:
         latkit.time_model(torch.nn.Identity(), backend="torch")
     with pytest.raises(latkit.LatkitError, match="times latkit networks, not ONNX files"):
         latkit.time_model(path, backend="torch")
+
+
+def test_calibrate_scales_a_normalised_predictor_to_this_machine(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import latkit
+    from latkit.backends.registry import get_backend
+    from latkit.backends.timing import MeasureProtocol
+    from latkit.campaign import run_campaign
+    from latkit.cli import main
+    from latkit.errors import LatkitError
+    from latkit.network import NetConfig
+    from latkit.predictors import fit_dataset
+
+    tiny = NetConfig(layers=3, channels=4, resolution=8)
+    out = tmp_path / "duet.parquet"
+    run_campaign(get_backend("onnxruntime"), tiny, MeasureProtocol(warmup_runs=2, warmup_ms=0, repeats=5), seed=0,
+                 count=10, out=out, repeat_every=0, reference_every=0)
+    predictor, _ = fit_dataset(out, "additive")
+    meta = predictor.meta
+    assert meta["normalised"] and meta["baseline_ms"] > 0 and meta["protocol"]["duet"]
+    cal = latkit.calibrate(predictor, windows=2)
+    assert cal["scale"] == pytest.approx(cal["reference_ms"] / cal["baseline_ms"])
+    assert 0.3 < cal["scale"] < 3  # the same machine, minutes later: about 1, whatever the host's state
+    directory = predictor.save(tmp_path / "p")
+    assert main(["predict", "--predictor", str(directory), "DARTS_V2", "--calibrate", "--no-interval"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("calibrated: DARTS_V2 runs here now in ") and captured.out.endswith(" ms\n")
+    raw, _ = fit_dataset(out, "additive", normalised=False)
+    assert not raw.meta["normalised"] and raw.meta["baseline_ms"] is None
+    with pytest.raises(LatkitError, match="learned raw latencies"):
+        latkit.calibrate(raw)

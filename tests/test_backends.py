@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from latkit.backends.base import MeasureProtocol, measure
+from latkit.backends.timing import MeasureProtocol, measure
 from latkit.backends.registry import backend_class, get_backend, list_backends
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, build
@@ -74,7 +74,7 @@ def test_measuring_on_torch_leaves_the_process_thread_count_alone() -> None:
 
 
 def test_a_cuda_runner_without_its_own_stream_is_refused() -> None:
-    from latkit.backends.base import clock_for
+    from latkit.backends.timing import clock_for
 
     class NoStream:
         device = "cuda"

@@ -78,3 +78,24 @@ def test_bench_bad_models_are_one_line(model: Path, tmp_path: Path, capsys: pyte
         assert err.count("\n") == 1 and err.startswith("latkit: error:") and fault in err, err
     assert main(["bench", str(dynamic), "--backend", "onnxruntime", "--batch", "2", *FAST]) == 0
     assert "2x3x16x16" in capsys.readouterr().out
+
+
+def test_bench_beside_a_reference_gives_the_ratio(model: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "duet.parquet"
+    # the model is DARTS_V2 at 16x16, so beside itself (the same file) the ratio is about 1
+    assert main(["bench", str(model), "--backend", "onnxruntime", *FAST, "--reference", str(model), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "beside darts.onnx sha256:" in printed and "in the same window" in printed
+    row = load(out).table.to_pylist()[0]
+    assert 0.7 < row["ratio"] < 1.4 and row["ratio"] == pytest.approx(row["min_ms"] / row["ref_min_ms"])
+    assert load(out).header["protocol"]["duet"] and load(out).header["reference"].startswith("darts.onnx")
+    # a name is built at the model's batch and resolution; the file refuses rows beside another reference
+    assert main(["bench", str(model), "--backend", "onnxruntime", *FAST, "--reference", "PC_DARTS", "--out",
+                 str(out)]) == 2
+    assert "different reference" in capsys.readouterr().err
+    assert main(["bench", str(model), "--backend", "onnxruntime", *FAST, "--reference", "PC_DARTS"]) == 0
+    assert "beside PC_DARTS" in capsys.readouterr().out
+    assert main(["bench", str(model), "--backend", "onnxruntime", *FAST, "--reference", "NOT_A_NAME"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from latkit.backends.base import MeasureProtocol
+from latkit.backends.timing import MeasureProtocol
 from latkit.cli import main
 from latkit.datasets.store import FORMAT, FORMAT_VERSION, journal_path, load, open_writer
 from latkit.errors import LatkitError
@@ -99,21 +99,25 @@ def test_a_worker_with_another_environment_is_refused(cluster: Any, tmp_path: Pa
     assert sample_indices(other) == [0]  # nothing mixed in
 
 
-def test_a_later_worker_on_another_machine_is_refused_and_stopped() -> None:
-    from latkit.cluster import _Campaign, _Worker
+def test_a_later_worker_on_another_machine_is_refused_and_stopped(cluster: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from latkit.cluster import RayExecutor
 
     killed: list[str] = []
-    fake_ray = type("FakeRay", (), {"kill": staticmethod(killed.append), "remote": staticmethod(lambda **kw: lambda c: c)})
-    writer = type("W", (), {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "runs": {},
-                            "add_run": lambda self, rid, run: self.runs.update({rid: run})})()
-    campaign = _Campaign(fake_ray, SPEC, writer, "ds.parquet", force=False, resources={}, log=lambda line: None)
-    same = {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "run": {"host": "a"}}
-    other = {"header": {"backend": "onnxruntime", "environment": {"cpu": "B"}}, "run": {"host": "b"}}
-    assert campaign.admit(_Worker("actor-a", "ra"), same)
-    assert not campaign.admit(_Worker("actor-b", "rb"), other)
-    assert killed == ["actor-b"] and list(writer.runs) == ["ra"]
-    assert campaign.refused == ["worker on b refused: its environment.cpu differ from ds.parquet's (measure there into "
-                                "another --out, or --force where only the environment differs)"]
+    monkeypatch.setattr(ray, "kill", killed.append)
+    executor = RayExecutor(SPEC, workers=1)
+    executor.writer = type("W", (), {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "runs": {},
+                                      "path": "ds.parquet",
+                                      "add_run": lambda self, rid, run: self.runs.update({rid: run})})()
+    actor = type("Actor", (), {"check": type("Call", (), {"remote": staticmethod(lambda: ray.put(None))})()})
+    same = {"header": {"backend": "onnxruntime", "environment": {"cpu": "A"}}, "run": {"host": "a"}, "run_id": "ra"}
+    other = {"header": {"backend": "onnxruntime", "environment": {"cpu": "B"}}, "run": {"host": "b"}, "run_id": "rb"}
+    assert executor.admit(actor(), same)
+    refused = actor()
+    assert not executor.admit(refused, other)
+    assert killed == [refused] and list(executor.writer.runs) == ["ra"] and list(executor.slots) == ["ra"]
+    assert executor.refused == ["worker on b refused: its environment.cpu differ from ds.parquet's (measure there "
+                                "into another --out, or --force where only the environment differs)"]
 
 
 def test_ray_flags_need_ray_and_a_cluster_that_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -174,3 +178,42 @@ def test_sweep_on_ray_runs_each_lambda_as_a_task(cluster: Any, dataset: Path, tm
     assert all(r["latency_ms"]["torch/cpu"] > 0 and r["latency_ms"]["onnxruntime/cpu"] > 0 for r in doc["rows"])
     for lam in ("0", "1"):  # each search's result written by the driver, whichever machine searched
         assert json.loads((out / f"lambda_{lam}" / "result.json").read_text())["lam"] == float(lam)
+
+
+def test_ray_and_local_campaigns_give_the_same_rows(cluster: Any, tmp_path: Path) -> None:
+    from latkit.backends.registry import get_backend
+    from latkit.campaign import run_campaign
+
+    policy = dict(count=6, repeat_every=3, reference_every=4)
+    local, remote = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    run_campaign(get_backend("onnxruntime"), TINY, FAST, seed=0, out=local, **policy)
+    run_campaign_ray(SPEC, out=str(remote), workers=1, **policy)
+
+    def rows(path: Path) -> list[tuple]:
+        ds = load(path)
+        assert ds.duet and ds.header["protocol"] == FAST.to_dict()
+        t = ds.table.to_pylist()
+        assert all(r["ref_min_ms"] > 0 and r["ratio"] > 0 for r in t)  # each row timed beside the reference
+        return [(r["kind"], r["index"], r["genotype"], r["status"]) for r in t]
+
+    assert rows(local) == rows(remote)
+    assert load(local).header["config"] == load(remote).header["config"]
+
+
+def test_a_slot_claims_one_core_per_thread() -> None:
+    from latkit.cluster import claim_cores
+
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("needs 2 cores")
+    try:
+        cores, claims = claim_cores(2)
+        assert len(set(cores)) == 2 and os.sched_getaffinity(0) == set(cores)
+        with pytest.raises(LatkitError, match="held by other latkit workers"):
+            claim_cores(1, wait_s=0)  # every core is held: a third thread would share one unnoticed
+        with pytest.raises(LatkitError, match=f"needs {len(cpus) + 1} cores"):
+            claim_cores(len(cpus) + 1)
+    finally:
+        for claim in claims:
+            claim.close()
+        os.sched_setaffinity(0, cpus)

@@ -17,7 +17,7 @@ from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, header_
 from latkit.space import sample
 
 HEADER = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "fake", "device": "cpu",
-          "config": {"batch": 1}, "protocol": {"repeats": 3}, "seed": 0, "sampler_version": 1,
+          "config": {"batch": 1}, "protocol": {"repeats": 3, "duet": False}, "seed": 0, "sampler_version": 1,
           "environment": {"cpu": "X"}}
 
 

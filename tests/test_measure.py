@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from latkit.backends.base import Backend, MeasureProtocol, ModelSource, Runner
+from latkit.backends.base import Backend, ModelSource, Runner
+
+from latkit.backends.timing import MeasureProtocol
 from latkit.cli import main
 from latkit.datasets.quality import summary, validate
 from latkit.datasets.store import journal_path, load, merge, open_writer
 from latkit.errors import LatkitError
-from latkit.measure import MeasurementBug, Shard, TooManyFailures, run_campaign
+from latkit.campaign import Shard, TooManyFailures, run_campaign
+from latkit.measure import MeasurementBug
 from latkit.network import NetConfig
 from latkit.space import PUBLISHED, sample
 
@@ -23,6 +26,7 @@ TINY_ARGS = ["--layers", "3", "--channels", "4", "--resolution", "8", "--repeats
              "--warmup-ms", "0"]
 TINY = NetConfig(layers=3, channels=4, resolution=8)
 FAST = MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=2)
+SOLO = MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=2, duet=False)
 
 
 class _Runner(Runner):
@@ -43,7 +47,7 @@ class FakeBackend(Backend):
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def _prepare_impl(self, source: ModelSource) -> _Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
         if source.network.genotype.normal[0][0] == "max_pool_3x3":
             raise RuntimeError("unsupported by the fake runtime")
         return _Runner()
@@ -144,14 +148,14 @@ def test_kill_9_loses_at_most_the_architecture_in_flight(tmp_path: Path) -> None
 class FixedBackend(FakeBackend):
     """The fake runtime after its max-pool bug was fixed: every architecture works."""
 
-    def _prepare_impl(self, source: ModelSource) -> _Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
         return _Runner()
 
 
 class BrokenBackend(FakeBackend):
     """Every architecture fails, as on a backend whose device was lost."""
 
-    def _prepare_impl(self, source: ModelSource) -> _Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
         raise RuntimeError("device lost")
 
 
@@ -170,7 +174,7 @@ class BuggyBackend(FakeBackend):
         super().__init__()
         self.exc, self.nth, self.stage, self.prepared = exc, nth, stage, 0
 
-    def _prepare_impl(self, source: ModelSource) -> _Runner:
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
         self.prepared += 1
         if self.prepared - 1 != self.nth:
             return _Runner()
@@ -213,11 +217,11 @@ def test_campaign_stops_after_consecutive_failures(tmp_path: Path) -> None:
     out = tmp_path / "broken.parquet"
     with pytest.raises(TooManyFailures, match=r"stopped after 3 consecutive failures on fake/cpu \(last: "
                                               r"RuntimeError: device lost\)"):
-        run_campaign(BrokenBackend(), TINY, FAST, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
+        run_campaign(BrokenBackend(), TINY, SOLO, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
                      max_consecutive_failures=3)
     assert _statuses(out) == [(0, "error"), (1, "error"), (2, "error")]  # kept, and compacted
     assert not journal_path(out).exists()
-    never = run_campaign(BrokenBackend(), TINY, FAST, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
+    never = run_campaign(BrokenBackend(), TINY, SOLO, seed=0, count=10, out=out, repeat_every=0, reference_every=0,
                          max_consecutive_failures=0)
     assert (never.measured, never.failures) == (7, 7)
     assert len(_statuses(out)) == 10
@@ -238,7 +242,7 @@ def test_failures_between_successes_do_not_stop_the_campaign(tmp_path: Path) -> 
 def test_programming_error_stops_the_run_and_keeps_rows(tmp_path: Path, exc: Exception, stage: str) -> None:
     out = tmp_path / "bug.parquet"
     with pytest.raises(MeasurementBug) as info:
-        run_campaign(BuggyBackend(exc, 3, stage), TINY, FAST, seed=0, count=10, out=out, repeat_every=0,
+        run_campaign(BuggyBackend(exc, 3, stage), TINY, SOLO, seed=0, count=10, out=out, repeat_every=0,
                      reference_every=0, max_consecutive_failures=0)
     message = str(info.value)
     assert "\n" not in message and isinstance(info.value, LatkitError)
@@ -309,21 +313,208 @@ def test_measure_cli_fault_flags_and_warnings(tmp_path: Path, capsys: pytest.Cap
 
 
 class CountingBackend(FixedBackend):
-    """Counts how often the reference architecture is prepared."""
+    """Records every prepare: (the model is DARTS_V2, whether it was prepared beside another runner)."""
 
     def __init__(self, persistent: bool) -> None:
         super().__init__()
-        self.persistent_runners, self.references = persistent, 0
+        self.persistent_runners, self.prepared = persistent, []
 
-    def _prepare_impl(self, source: ModelSource) -> _Runner:
-        self.references += source.network.genotype == PUBLISHED["DARTS_V2"]
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
+        self.prepared.append((source.network.genotype == PUBLISHED["DARTS_V2"], beside is not None))
         return _Runner()
 
 
-@pytest.mark.parametrize("persistent, prepared", [(True, 1), (False, 3)])
-def test_reference_is_prepared_afresh_where_runners_do_not_persist(tmp_path: Path, persistent: bool,
-                                                                   prepared: int) -> None:
+@pytest.mark.parametrize("persistent", [True, False])
+def test_duet_reference_is_prepared_once_where_runners_persist(tmp_path: Path, persistent: bool) -> None:
     backend = CountingBackend(persistent)
     run_campaign(backend, TINY, FAST, seed=0, count=5, out=tmp_path / "r.parquet", reference_every=2, repeat_every=0)
-    assert backend.references == prepared  # at the start, after sample 2 and after sample 4
-    assert _indices(tmp_path / "r.parquet", "reference") == [-1, -1, -1]
+    assert _indices(tmp_path / "r.parquet", "reference") == [-1, -1, -1]  # at the start, after sample 2 and 4
+    models = 5 + 3  # samples and reference rows
+    if persistent:  # the reference once, alone; every model beside it
+        assert backend.prepared == [(True, False)] + [(g, True) for g, _ in backend.prepared[1:]]
+        assert len(backend.prepared) == 1 + models
+    else:  # the reference checked alone once, then each model alone and the reference beside it
+        assert backend.prepared[0] == (True, False) and len(backend.prepared) == 1 + 2 * models
+        assert all(p == (True, True) for p in backend.prepared[2::2])
+        assert all(not beside for _, beside in backend.prepared[1::2])
+
+
+class Host:
+    """The speed state of a fake host: every spin-waiting runner takes ``factor`` times its cost."""
+
+    factor = 1.0
+
+
+class _SpinRunner(Runner):
+    device = "cpu"
+
+    def __init__(self, cost_ms: float, host: Host) -> None:
+        self.cost_ms, self.host = cost_ms, host
+
+    def run(self) -> None:
+        end = time.perf_counter() + self.cost_ms * self.host.factor / 1e3
+        while time.perf_counter() < end:
+            pass
+
+
+class SpinBackend(FixedBackend):
+    """Each architecture costs 0.4 ms plus 0.1 ms per separable convolution, times the host's speed factor."""
+
+    def __init__(self, host: Host) -> None:
+        super().__init__()
+        self.host = host
+
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _SpinRunner:
+        g = source.network.genotype
+        seps = sum(op.startswith("sep_conv") for op, _ in g.normal + g.reduce)
+        return _SpinRunner(0.4 + 0.1 * seps, self.host)
+
+
+def test_a_slowdown_mid_campaign_moves_the_raw_latency_not_the_normalised(tmp_path: Path) -> None:
+    protocol = MeasureProtocol(warmup_runs=2, warmup_ms=0, repeats=5)
+    steady, slowed = tmp_path / "steady.parquet", tmp_path / "slowed.parquet"
+    run_campaign(SpinBackend(Host()), TINY, protocol, seed=0, count=12, out=steady, repeat_every=0)
+    host = Host()
+
+    def slow_down(done: int, total: int, failures: int) -> None:
+        host.factor = 1.5 if done >= 6 else 1.0  # a slow host state from the 7th architecture on
+
+    run_campaign(SpinBackend(host), TINY, protocol, seed=0, count=12, out=slowed, repeat_every=0, progress=slow_down)
+    a, b = load(steady), load(slowed)
+    assert a.duet and b.duet and a.header["protocol"]["duet"]
+    raw = b.samples().column("min_ms").to_numpy() / a.samples().column("min_ms").to_numpy()
+    norm = b.latency_ms(b.samples()) / a.latency_ms(a.samples())
+    assert all(r < 1.15 for r in raw[:6]) and all(r > 1.3 for r in raw[6:])  # the raw minimum moved...
+    assert all(abs(n - 1) < 0.08 for n in norm), norm  # ...the normalised latency did not
+    assert b.baseline_ms() == pytest.approx(a.baseline_ms(), rel=0.1)  # the baseline is the fast state's
+    assert b.flagged(b.samples()).sum() >= 5 and a.flagged(a.samples()).sum() <= 1  # the slow windows are flagged
+
+
+def test_duet_rows_round_trip_and_resume_refuses_the_other_protocol(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d.parquet"
+    run_campaign(SpinBackend(Host()), TINY, FAST, seed=0, count=3, out=out, repeat_every=2, reference_every=2)
+    run_campaign(SpinBackend(Host()), TINY, FAST, seed=0, count=5, out=out, repeat_every=2, reference_every=2)
+    ds = validate(out)
+    t = ds.table.to_pydict()
+    assert sorted(i for k, i in zip(t["kind"], t["index"]) if k == "sample") == list(range(5))
+    for r in range(ds.table.num_rows):  # every row, of every kind, carries its window's reference and the ratio
+        assert t["ref_min_ms"][r] > 0 and t["ratio"][r] == pytest.approx(t["min_ms"][r] / t["ref_min_ms"][r])
+    refs = [t["ratio"][r] for r in range(len(t["kind"])) if t["kind"][r] == "reference"]
+    assert len(refs) == 3 and all(0.8 < x < 1.25 for x in refs)  # DARTS_V2 beside itself: at each start, after 2
+    with pytest.raises(LatkitError, match=r"holds rows measured with the duet protocol, this run measures with the "
+                                          r"solo protocol"):
+        run_campaign(SpinBackend(Host()), TINY, SOLO, seed=0, count=6, out=out)
+    assert load(out).table.num_rows == ds.table.num_rows  # nothing lost, nothing added
+    assert main(["dataset", "info", str(out), "--stat", "min_ms"]) == 0
+    info = capsys.readouterr().out
+    assert "protocol duet" in info and "raw noise floor" in info and "normalised noise floor" in info
+
+
+def test_an_old_solo_file_loads_says_so_and_resumes_only_solo(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latkit.datasets.store import META_KEY, OPTIONAL_COLUMNS
+
+    new = tmp_path / "new.parquet"
+    run_campaign(SpinBackend(Host()), TINY, SOLO, seed=0, count=2, out=new, repeat_every=0, reference_every=0)
+    ds = load(new)
+    header = dict(ds.header, version=1, protocol={k: v for k, v in ds.header["protocol"].items() if k != "duet"})
+    old = tmp_path / "old.parquet"  # as a version-1 writer left it: no reference columns, no duet key
+    table = ds.table.drop_columns(list(OPTIONAL_COLUMNS))
+    pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(header).encode()}), old)
+    loaded = validate(old)
+    assert loaded.header["protocol"]["duet"] is False and not loaded.duet
+    assert loaded.table.column("ratio").null_count == 2
+    assert list(loaded.latency_ms(loaded.samples())) == loaded.samples().column("min_ms").to_pylist()  # raw
+    with pytest.raises(LatkitError, match=r"holds rows measured with the solo protocol.*\(--solo\)"):
+        run_campaign(SpinBackend(Host()), TINY, FAST, seed=0, count=3, out=old)
+    assert run_campaign(SpinBackend(Host()), TINY, SOLO, seed=0, count=3, out=old, repeat_every=0,
+                        reference_every=0).measured == 1
+    assert load(old).header["version"] == 2 and _indices(old) == [0, 1, 2]
+    assert main(["dataset", "info", str(old)]) == 0
+    assert "protocol solo" in capsys.readouterr().out
+
+
+class ScriptedExecutor:
+    """The engine's executor for tests: jobs run on a fake backend in this process, except that the workers die
+    under the jobs ``deaths`` names, as often as it says (a segfault, out of memory)."""
+
+    lookahead = replaced = 0
+
+    def __init__(self, deaths: dict[tuple[str, int], int]):
+        from latkit.campaign import Worker
+
+        self.worker, self.deaths = Worker(FakeBackend(), TINY, SOLO, 0), dict(deaths)
+        self.workers, self.refused, self.job, self.ran = 1, [], None, []
+
+    def header(self):
+        return self.worker.header()
+
+    def start(self, writer, jobs):
+        writer.add_run(self.worker.run_id, self.worker.run)
+
+    def idle(self):
+        return [] if self.job else ["w"]
+
+    def submit(self, worker, job):
+        self.job = job
+
+    def busy(self):
+        return self.job is not None
+
+    def wait(self):
+        from latkit.campaign import Died
+
+        job, self.job = self.job, None
+        self.ran.append((job.kind, job.index))
+        if self.deaths.get((job.kind, job.index), 0) > 0:
+            self.deaths[(job.kind, job.index)] -= 1
+            self.replaced += 1
+            return "w", job, Died("RayActorError: the actor died unexpectedly")
+        return "w", job, self.worker.measure(job)
+
+    def prefetch(self, indices):
+        pass
+
+    def stop(self):
+        pass
+
+
+def test_an_architecture_that_kills_its_workers_becomes_an_error_row(tmp_path: Path) -> None:
+    from latkit.campaign import run
+
+    out = tmp_path / "k.parquet"
+    executor = ScriptedExecutor({("sample", 2): 5, ("sample", 4): 1})
+    result = run(executor, seed=0, count=6, out=out, repeat_every=0, reference_every=0)
+    assert executor.ran.count(("sample", 2)) == 2 and executor.ran.count(("sample", 4)) == 2
+    assert (result.requeued, result.killers, result.replaced) == (3, 1, 3)
+    rows = {i: (s, e) for (i, s), e in zip(_statuses(out), [r["error"] for r in load(out).table.to_pylist()
+                                                             if r["kind"] == "sample"])}
+    assert rows[2][0] == "error" and rows[2][1].startswith("WorkerDied: sample 2 killed its worker 2 times (last: "
+                                                           "RayActorError")
+    assert rows[4][0] != "error" or "max_pool" in sample(0, 4).normal[0][0]  # died once, then measured
+    again = run(ScriptedExecutor({("sample", 2): 5}), seed=0, count=8, out=out, repeat_every=0, reference_every=0)
+    assert again.measured == 2  # the resume passes the killer
+
+
+def test_a_lost_repeat_is_queued_again_and_repeats_only_successful_samples(tmp_path: Path) -> None:
+    from latkit.campaign import run
+
+    out = tmp_path / "r.parquet"
+    executor = ScriptedExecutor({})
+    run(executor, seed=0, count=20, out=out, repeat_every=2, reference_every=0)
+    first_repeat = next(j for j in executor.ran if j[0] == "repeat")
+    executor2 = ScriptedExecutor({first_repeat: 1})
+    run(executor2, seed=0, count=20, out=tmp_path / "r2.parquet", repeat_every=2, reference_every=0)
+    assert executor2.ran.count(first_repeat) == executor.ran.count(first_repeat) + 1  # lost once, timed again
+    ds = load(tmp_path / "r2.parquet")
+    ok = {i for i, s in _statuses(tmp_path / "r2.parquet") if s == "ok"}
+    failed = {i for i, s in _statuses(tmp_path / "r2.parquet") if s == "error"}
+    repeats = [i for k, i in zip(ds.table.column("kind").to_pylist(), ds.table.column("index").to_pylist())
+               if k == "repeat"]
+    assert failed and len(repeats) == 10 and set(repeats) <= ok  # a failed architecture is never re-timed

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from latkit.backends.base import MeasureProtocol, measure
+from latkit.backends.timing import MeasureProtocol, measure
 from latkit.backends.registry import get_backend
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, build

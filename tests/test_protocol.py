@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from latkit.backends.base import LatencyStats, MeasureProtocol, measure
+from latkit.backends.timing import LatencyStats, MeasureProtocol, measure
 from latkit.errors import LatkitError
 
 
@@ -79,3 +79,61 @@ def test_gate_gives_up_after_max_attempts_and_keeps_the_best() -> None:
     timing = measure(runner, protocol, clock=runner.clock, wall_clock=lambda: next(wall),
                      thread_clock=lambda: next(cpu))
     assert timing.attempts == 3 and timing.stats.min_ms == 20.0  # shares 50%, 30%, 40%: the first is kept
+
+
+class SharedClock:
+    """Two scripted runners on one fake clock: each run takes its runner's next duration times the host's speed
+    factor at that moment, so a slow host state slows both programs of a duet alike."""
+
+    def __init__(self, factors: list[float]):
+        self.factors, self.calls, self.order = list(factors), 0, []
+
+    def runner(self, name: str, cost_ms: float) -> "ScriptedRunner":
+        clock = self
+
+        class Timed(ScriptedRunner):
+            def __init__(self) -> None:
+                super().__init__([])
+
+            def run(self) -> None:
+                self.runs += 1
+                clock.order.append(name)
+
+        r = Timed()
+        r.cost_ms = cost_ms
+        return r
+
+    def __call__(self, fn) -> float:
+        fn()
+        runner = fn.__self__
+        factor = self.factors[min(self.calls // 2, len(self.factors) - 1)]  # one factor per round of two runs
+        self.calls += 1
+        return runner.cost_ms * factor
+
+
+def test_duet_alternates_run_for_run_and_keeps_the_reference_stats() -> None:
+    clock = SharedClock([1.0, 1.0, 1.0, 2.0, 3.0])  # warm-up round, then the host slows down round by round
+    model, reference = clock.runner("m", 4.0), clock.runner("r", 2.0)
+    protocol = MeasureProtocol(warmup_runs=1, warmup_ms=0, repeats=4, min_cpu_share=0)
+    timing = measure(model, protocol, reference, clock=clock)
+    assert clock.order == ["m", "r"] * 5  # warm-up included: every model run is followed by one of the reference
+    assert timing.stats.n == timing.reference.n == 4
+    assert [timing.stats.min_ms, timing.stats.p90_ms] == [4.0, pytest.approx(10.8)]
+    assert [timing.reference.min_ms, timing.reference.median_ms] == [2.0, 3.0]
+    assert timing.stats.min_ms / timing.reference.min_ms == 2.0  # the ratio is the model's cost in reference units
+
+
+def test_solo_has_no_reference_stats() -> None:
+    runner = ScriptedRunner([1.0, 2.0])
+    timing = measure(runner, MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=2, min_cpu_share=0),
+                     clock=runner.clock)
+    assert timing.reference is None and runner.runs == 2
+
+
+def test_duet_warms_the_model_alone_by_time_then_both_by_count() -> None:
+    clock = SharedClock([1.0])
+    model, reference = clock.runner("m", 4.0), clock.runner("r", 2.0)
+    protocol = MeasureProtocol(warmup_runs=2, warmup_ms=10, repeats=1, min_cpu_share=0)
+    timing = measure(model, protocol, reference, clock=clock)
+    assert clock.order == ["m", "m", "m"] + ["m", "r"] * 2 + ["m", "r"]  # 12 ms alone, 2 rounds, 1 timed round
+    assert timing.warmup_runs == 5 and timing.warmup_ms == 20.0

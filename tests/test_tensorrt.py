@@ -11,7 +11,7 @@ import torch
 
 import latkit.network
 import latkit.space
-from latkit.backends.base import MeasureProtocol, measure
+from latkit.backends.timing import MeasureProtocol, measure
 from latkit.backends.registry import get_backend
 from latkit.errors import LatkitError
 from latkit.network import NetConfig

@@ -41,13 +41,15 @@ def undisturbed(ds: Dataset) -> np.ndarray:
     return keep
 
 
-def dataset_xy(ds: Dataset, stat: str = DEFAULT_STAT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(encodings, latencies in ms, sample indices, undisturbed mask) of the dataset's successful samples."""
+def dataset_xy(ds: Dataset, stat: str = DEFAULT_STAT,
+               normalised: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(encodings, latencies in ms, sample indices, undisturbed mask) of the dataset's successful samples; the
+    latencies normalised by the reference timed beside each (``Dataset.latency_ms``) where the dataset is a duet."""
     if stat not in LATENCY_STATS:
         raise PredictorError(f"unknown latency statistic {stat!r} (known: {', '.join(LATENCY_STATS)})")
     t = ds.samples(ok_only=True)
     x = encode_many(parse(g) for g in t.column("genotype").to_pylist())
-    return x, t.column(stat).to_numpy().astype(np.float64), t.column("index").to_numpy(), undisturbed(ds)
+    return x, ds.latency_ms(t, stat, normalised), t.column("index").to_numpy(), undisturbed(ds)
 
 
 def holdout(index: np.ndarray) -> np.ndarray:
@@ -89,12 +91,13 @@ def held_out_scores(y: np.ndarray, predicted: np.ndarray, clean: np.ndarray) -> 
 
 
 def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_size: int | None = None,
-                seed: int = 0, **params: Any) -> tuple[Predictor, dict[str, Any]]:
-    """Fit ``kind`` on the training part of a dataset; returns the predictor and its held-out metrics."""
+                seed: int = 0, normalised: bool = True, **params: Any) -> tuple[Predictor, dict[str, Any]]:
+    """Fit ``kind`` on the training part of a dataset (normalised latencies where it is a duet, unless
+    ``normalised`` is False); returns the predictor and its held-out metrics."""
     if train_size is not None and train_size < 2:
         raise PredictorError(f"the training size must be >= 2 architectures, got {train_size}")
     ds = load(path)
-    x, y, index, clean = dataset_xy(ds, stat)
+    x, y, index, clean = dataset_xy(ds, stat, normalised)
     train, test = split(index, clean)
     if not train.any() or not test.any():
         raise PredictorError(f"{path}: too few samples to hold out a test split ({len(index)} rows)")
@@ -102,7 +105,7 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
     pick = training_subset(len(x_tr), train_size, seed)
     predictor = make_predictor(kind, **params)
     report, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
-    predictor.meta = _meta(ds, path, stat, i_tr[pick], y_tr[pick], None, fit_s, report)
+    predictor.meta = _meta(ds, path, stat, normalised, i_tr[pick], y_tr[pick], None, fit_s, report)
     predictor.meta["interval"] = cross_conformal(kind, params, x_tr[pick], y_tr[pick], seed)
     predictor.meta["held_out"] = held_out = scored(predictor, x[test], y[test], clean[test])
     return predictor, held_out
@@ -139,13 +142,18 @@ def cross_conformal(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndar
             "n": int(len(y))}
 
 
-def _meta(ds: Dataset, path: str | Path, stat: str, index: np.ndarray, y: np.ndarray, held_out: dict[str, Any] | None,
-          fit_s: float, report: dict[str, Any]) -> dict[str, Any]:
-    """What a fitted predictor records about its data: target, dataset, the rows it saw, held-out scores."""
+def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.ndarray, y: np.ndarray,
+          held_out: dict[str, Any] | None, fit_s: float, report: dict[str, Any]) -> dict[str, Any]:
+    """What a fitted predictor records about its data: target (backend, device, options, network, protocol),
+    dataset, the unit of its milliseconds (normalised: the reference's baseline), the rows it saw, held-out scores."""
     h = ds.header
+    normalised = normalised and ds.duet
     return {
         "backend": h["backend"], "device": h["device"], "device_name": h.get("device_name"), "config": h["config"],
-        "stat": stat, "dataset": Path(path).name, "dataset_hash": dataset_hash(index, y),
+        "backend_options": h.get("backend_options", {}), "protocol": h.get("protocol", {}),
+        "stat": stat, "normalised": normalised, "reference": h.get("reference"),
+        "baseline_ms": ds.baseline_ms(stat) if normalised else None,
+        "dataset": Path(path).name, "dataset_hash": dataset_hash(index, y),
         "environment_hash": hashlib.sha256(json.dumps(h["environment"], sort_keys=True).encode()).hexdigest()[:16],
         "environment": h["environment"], "training_size": int(len(index)), "held_out": held_out,
         "fit_seconds": fit_s, "fit_report": report,
@@ -153,7 +161,8 @@ def _meta(ds: Dataset, path: str | Path, stat: str, index: np.ndarray, y: np.nda
 
 
 def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, train_size: int | None = None,
-                 seed: int = 0, prior_kind: str = "mlp") -> tuple[Predictor, dict[str, Any] | None]:
+                 seed: int = 0, prior_kind: str = "mlp",
+                 normalised: bool = True) -> tuple[Predictor, dict[str, Any] | None]:
     """A few-shot predictor for the dataset's target from existing predictors (backend names or directories).
 
     Without ``train_size`` every undisturbed row of the (small) dataset is used and the scores are leave-one-out
@@ -163,7 +172,7 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
     from latkit.predictors.transfer import TransferPredictor
 
     ds = load(path)
-    x, y, index, clean = dataset_xy(ds, stat)
+    x, y, index, clean = dataset_xy(ds, stat, normalised)
     loaded = [load_predictor(p, device=ds.header.get("device", "cpu"), kind=prior_kind) for p in priors]
     predictor = TransferPredictor(loaded)
     if train_size is None:
@@ -173,7 +182,7 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
         rows = np.flatnonzero(train)[training_subset(int(train.sum()), train_size, seed)]
     report, fit_s = timed_fit(predictor, x[rows], y[rows], seed)
     held_out = None if test is None else scored(predictor, x[test], y[test], clean[test])
-    predictor.meta = _meta(ds, path, stat, index[rows], y[rows], held_out, fit_s, report)
+    predictor.meta = _meta(ds, path, stat, normalised, index[rows], y[rows], held_out, fit_s, report)
     predictor.meta["interval"] = {"level": predictor.params["level"], "rel": predictor.interval_rel,
                                   "method": "leave-one-out conformal", "n": int(len(rows))}
     predictor.meta["priors"] = [{"spec": spec, "kind": p.kind, "backend": p.meta.get("backend"),
