@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from latkit.datasets.store import (BASELINE_PERCENTILE, KINDS, REFERENCE_BOUND_PCT, STAT_COLUMNS, STATUSES, Dataset,
-                                   DatasetError, journal_path, load, protocol_name, rejected_path)
+from latkit.datasets.store import (BASELINE_PERCENTILE, KINDS, REF_COLUMNS, REFERENCE_BOUND_PCT, STAT_COLUMNS, STATUSES,
+                                   Dataset, DatasetError, journal_path, load, protocol_name, rejected_path)
 from latkit.space import GenotypeError, parse, sample
 
 
@@ -135,9 +135,12 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
         raise DatasetError(f"{journal_path(ds.path)}: line {ds.bad_lines[0]} is not a readable journal record "
                            f"({len(ds.bad_lines)} unreadable line(s) in all)")
     t = ds.table
-    col = {c: t.column(c).to_pylist() for c in ("kind", "status", "seed", "index", "genotype", "backend", "device")}
-    stats = {c: t.column(c).to_pylist() for c in STAT_COLUMNS}
+    shape = ("batch", "resolution", "channels", "layers")
+    col = {c: t.column(c).to_pylist() for c in ("kind", "status", "seed", "index", "genotype", "backend", "device")
+           + shape}
+    stats = {c: t.column(c).to_pylist() for c in STAT_COLUMNS + REF_COLUMNS + ("ratio",)}
     header = ds.header
+    config = header["config"]
     sample_status: dict[tuple[int, int], str] = {}
     for r in range(t.num_rows):
         where = f"{path}: row {r}"
@@ -148,11 +151,23 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
         if (col["backend"][r], col["device"][r]) != (header.get("backend"), header.get("device")):
             raise DatasetError(f"{where}: backend/device {col['backend'][r]}/{col['device'][r]} differs from the "
                                f"file's {header.get('backend')}/{header.get('device')}")
+        if col["kind"][r] == "model":
+            if col["batch"][r] != config.get("input_shape", [None])[0]:
+                raise DatasetError(f"{where}: batch {col['batch'][r]} differs from the file's input shape "
+                                   f"{config.get('input_shape')}")
+        else:
+            if col["seed"][r] != header["seed"]:
+                raise DatasetError(f"{where}: seed {col['seed'][r]} differs from the file's seed {header['seed']}")
+            row_shape = {k: col[k][r] for k in shape}
+            if row_shape != {k: config.get(k) for k in shape}:
+                raise DatasetError(f"{where}: network {row_shape} differs from the file's config "
+                                   f"{ {k: config.get(k) for k in shape} }")
         if col["status"][r] == "ok":
             values = [stats[c][r] for c in STAT_COLUMNS]
             if any(v is None or not np.isfinite(v) for v in values) or stats["min_ms"][r] <= 0 \
                     or not stats["min_ms"][r] <= stats["median_ms"][r] <= stats["p90_ms"][r]:
                 raise DatasetError(f"{where}: latency statistics are missing or inconsistent")
+            _check_reference(where, {c: stats[c][r] for c in REF_COLUMNS + ("ratio", "min_ms")}, ds.duet)
         if col["kind"][r] == "sample":
             key = (col["seed"][r], col["index"][r])
             if sample_status.get(key) == "ok":
@@ -169,6 +184,21 @@ def validate(path: str | Path, check_genotypes: bool = True) -> Dataset:
                     raise DatasetError(f"{where}: genotype is not sample(seed={key[0]}, index={key[1]}); "
                                        "the file is corrupt or from another sampler")
     return ds
+
+
+def _check_reference(where: str, row: dict[str, Any], duet: bool) -> None:
+    """A duet row's reference statistics are complete and consistent and its ratio is min_ms / ref_min_ms; a solo
+    row has none."""
+    ref = [row[c] for c in REF_COLUMNS + ("ratio",)]
+    if not duet:
+        if any(v is not None for v in ref):
+            raise DatasetError(f"{where}: reference statistics in a solo-protocol file")
+        return
+    if any(v is None or not np.isfinite(v) for v in ref) or row["ref_min_ms"] <= 0 \
+            or not row["ref_min_ms"] <= row["ref_median_ms"] <= row["ref_p90_ms"]:
+        raise DatasetError(f"{where}: the reference's statistics are missing or inconsistent (a duet file)")
+    if not math.isclose(row["ratio"], row["min_ms"] / row["ref_min_ms"], rel_tol=1e-9):
+        raise DatasetError(f"{where}: ratio {row['ratio']} is not min_ms / ref_min_ms")
 
 
 def describe_run(run: dict[str, Any]) -> str:

@@ -2,8 +2,12 @@
 
 Rows have a ``kind``: ``sample`` (architecture ``index`` of sampling campaign ``seed``: the training data),
 ``repeat`` (an independent re-measurement of an earlier sample: gives the noise floor) and ``reference`` (the fixed
-reference architecture re-timed every K samples: shows drift), and ``model`` (a user's ONNX model timed by
-``latkit bench MODEL.onnx``, named in the ``genotype`` column). Every latency column is in milliseconds;
+reference architecture timed as a sample every K samples: shows drift), and ``model`` (a user's ONNX model timed by
+``latkit bench MODEL.onnx``, named in the ``genotype`` column). In a duet file (header ``protocol.duet``; format
+version 2) every row was timed beside the reference, run for run: ``ref_<stat>`` are the reference's statistics
+from that window and ``ratio`` is ``min_ms / ref_min_ms``; ``Dataset.latency_ms`` turns them into the normalised
+latency (ratio times the dataset's reference baseline) when the file is read. Version-1 files (solo protocol) read
+with those columns null and ``protocol.duet`` False. Every latency column is in milliseconds;
 ``timing_ms`` and ``timing_cpu_ms`` are the timed loop's wall and thread-CPU time (their ratio shows how much the
 measuring thread was descheduled by other work on the machine); ``attempts`` counts the timed loops run before
 one got enough of a core (see ``MeasureProtocol.min_cpu_share``). A sample index may have error rows followed by
@@ -35,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from latkit.atomic import atomic_path, fsync_dir
 from latkit.errors import LatkitError
 
 FORMAT = "latkit-latency-dataset"
@@ -100,6 +105,27 @@ def upgrade(header: dict[str, Any]) -> dict[str, Any]:
     return header
 
 
+# What every header must hold, and of which type (seed: None in a file of `latkit bench` rows).
+HEADER_TYPES: dict[str, tuple[type, ...]] = {"format": (str,), "version": (int,), "backend": (str,), "device": (str,),
+                                             "config": (dict,), "protocol": (dict,), "seed": (int, type(None)),
+                                             "sampler_version": (int,), "environment": (dict,)}
+
+
+def check_header(header: dict[str, Any], path: Path) -> None:
+    """A DatasetError naming the first key of ``header`` that is missing or of the wrong type."""
+    for key, types in HEADER_TYPES.items():
+        if key not in header:
+            raise DatasetError(f"{path}: the header has no {key!r}; the file is corrupt or not a latkit dataset")
+        if not isinstance(header[key], types) or isinstance(header[key], bool):
+            raise DatasetError(f"{path}: the header's {key!r} is a {type(header[key]).__name__}, not a "
+                               f"{' or '.join(t.__name__ for t in types)}")
+    config = header["config"]
+    shape = ("input_shape",) if header["seed"] is None else ("batch", "resolution", "channels", "layers")
+    missing = [k for k in shape if k not in config]
+    if missing:
+        raise DatasetError(f"{path}: the header's config has no {', '.join(missing)}")
+
+
 def protocol_name(header: dict[str, Any]) -> str:
     """'duet' (each row timed beside the reference) or 'solo' (each row timed alone)."""
     return "duet" if header.get("protocol", {}).get("duet") else "solo"
@@ -112,17 +138,6 @@ def header_diff(a: dict[str, Any], b: dict[str, Any], with_environment: bool = T
         env_a, env_b = a.get("environment", {}), b.get("environment", {})
         keys += [f"environment.{k}" for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)]
     return keys
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new or renamed file in ``directory`` survive a power loss (POSIX only)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lock(path: Path) -> FileLock:
@@ -150,8 +165,10 @@ def _read_parquet(path: Path) -> tuple[dict[str, Any], pa.Table]:
         raise DatasetError(f"{path}: not a latkit latency dataset (no '{META_KEY.decode()}' metadata)")
     try:
         header = json.loads(meta[META_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise DatasetError(f"{path}: corrupt latkit metadata") from None
+    if not isinstance(header, dict):
+        raise DatasetError(f"{path}: corrupt latkit metadata (not an object)")
     if header.get("format") != FORMAT or header.get("version") not in READABLE_VERSIONS:
         raise DatasetError(f"{path}: format {header.get('format')!r} v{header.get('version')}, "
                            f"expected {FORMAT!r} v{' or v'.join(map(str, READABLE_VERSIONS))}")
@@ -354,6 +371,7 @@ def _load(path: Path) -> tuple[Dataset, _Journal]:
                            "measured with")
     else:
         raise DatasetError(f"{path}: no such dataset")
+    check_header(header, path)
     runs = {**j.runs, **header.get("runs", {})}
     if runs:
         header = dict(header, runs=runs)
@@ -372,19 +390,10 @@ def load(path: str | Path) -> Dataset:
 
 def write(path: str | Path, header: dict[str, Any], table: pa.Table) -> None:
     """Atomically (re)write a dataset file: temp file, fsync, rename, fsync the directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     header = dict(upgrade(header), version=FORMAT_VERSION)  # the rows are written with every column of this version
     schema = SCHEMA.with_metadata({META_KEY: json.dumps(header, sort_keys=True).encode()})
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table.cast(SCHEMA).replace_schema_metadata(schema.metadata), tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 @dataclass
@@ -429,7 +438,7 @@ class Writer:
             f.flush()
             os.fsync(f.fileno())
         if new:
-            _fsync_dir(jp.parent)
+            fsync_dir(jp.parent)
         self._started = True
         self._pending += 1
         if self._pending >= self.compact_every:

@@ -7,8 +7,9 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-_API = {"time_model": "latkit.api", "calibrate": "latkit.api", "load_predictor": "latkit.predictors", "LatencyPenalty": "latkit.search.penalty",
-        "parse": "latkit.space", "encode": "latkit.space", "LatkitError": "latkit.errors"}
+_API = {"time_model": "latkit.api", "calibrate": "latkit.api", "load_predictor": "latkit.predictors",
+        "LatencyPenalty": "latkit.search.penalty", "parse": "latkit.space", "encode": "latkit.space",
+        "LatkitError": "latkit.errors"}
 __all__ = list(_API)
 
 try:

@@ -68,7 +68,6 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
     """
     import numpy as np
 
-    from latkit.backends.registry import get_backend
     from latkit.measure import REFERENCE
 
     meta = predictor.meta

@@ -19,6 +19,7 @@ Policy, in one place:
 from __future__ import annotations
 
 import collections
+import os
 import random
 import time
 import uuid
@@ -261,8 +262,14 @@ def run(executor: Executor, *, seed: int, count: int, out: str | Path, shard: Sh
 
 
 def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol, *, seed: int, count: int,
-                 out: str | Path, **policy: Any) -> CampaignResult:
-    """``run`` in this process: one worker on ``backend`` (pin the process to a core first: ``--pin-cpu``)."""
+                 out: str | Path, pin_cpu: int | None = None, **policy: Any) -> CampaignResult:
+    """``run`` in this process: one worker on ``backend``, on core ``pin_cpu`` alone when given (Linux: away from
+    other work; the process stays pinned)."""
+    if pin_cpu is not None:
+        try:
+            os.sched_setaffinity(0, {pin_cpu})
+        except (AttributeError, OSError, ValueError) as exc:
+            raise LatkitError(f"cannot pin to CPU {pin_cpu}: {exc}") from None
     backend.check_available()
     return run(LocalExecutor(backend, config, protocol, seed), seed=seed, count=count, out=out, **policy)
 

@@ -518,3 +518,31 @@ def test_a_lost_repeat_is_queued_again_and_repeats_only_successful_samples(tmp_p
     repeats = [i for k, i in zip(ds.table.column("kind").to_pylist(), ds.table.column("index").to_pylist())
                if k == "repeat"]
     assert failed and len(repeats) == 10 and set(repeats) <= ok  # a failed architecture is never re-timed
+
+
+def test_validate_refuses_a_duet_row_whose_ratio_or_reference_is_wrong(tmp_path: Path) -> None:
+    import json
+
+    from latkit.datasets.store import DatasetError
+
+    out = tmp_path / "d.parquet"
+    run_campaign(SpinBackend(Host()), TINY, FAST, seed=0, count=2, out=out, repeat_every=0, reference_every=0)
+    header = load(out).header
+    rows = load(out).table.to_pylist()
+    for change, message in (({"ratio": 9.0}, "is not min_ms / ref_min_ms"),
+                            ({"ref_min_ms": None}, "reference's statistics are missing")):
+        bad = tmp_path / f"bad{len(message)}.parquet"
+        writer, _ = open_writer(bad, header)
+        for i, row in enumerate(rows):
+            writer.append(dict(row, **change) if i == 1 else row)
+        writer.close()
+        with pytest.raises(DatasetError, match=message):
+            validate(bad)
+    solo = dict(header, protocol=dict(header["protocol"], duet=False))
+    bad = tmp_path / "solo.parquet"
+    writer, _ = open_writer(bad, solo)
+    writer.append(rows[0])
+    writer.close()
+    with pytest.raises(DatasetError, match="reference statistics in a solo-protocol file"):
+        validate(bad)
+    assert json.loads(json.dumps(header))["protocol"]["duet"] is True
