@@ -32,11 +32,19 @@ def list_devices() -> list[str]:
     return list(dict.fromkeys(d for name in BACKENDS for d in backend_class(name).devices))
 
 
-def get_backend(name: str, device: str = "cpu", threads: int = 1, options: dict[str, str] | None = None) -> Backend:
-    """A backend instance; ``options`` are ``KEY=VALUE`` strings of its Options (typed here). Call
-    ``check_available()`` before preparing models."""
+def default_device(name: str) -> str:
+    """The device a backend runs on when none is named: the CPU where it runs there, else its first device
+    (TensorRT: cuda)."""
+    devices = backend_class(name).devices
+    return "cpu" if "cpu" in devices else devices[0]
+
+
+def get_backend(name: str, device: str | None = None, threads: int = 1,
+                options: dict[str, str] | None = None) -> Backend:
+    """A backend instance on ``device`` (default: ``default_device(name)``); ``options`` are ``KEY=VALUE`` strings of
+    its Options (typed here). Call ``check_available()`` before preparing models."""
     cls = backend_class(name)
-    return cls(device=device, threads=threads, **parse_options(cls.Options, options or {}))
+    return cls(device=device or default_device(name), threads=threads, **parse_options(cls.Options, options or {}))
 
 
 def parse_backend_list(text: str, option: str, default_device: str = "cpu") -> list[tuple[str, str]]:

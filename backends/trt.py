@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from latkit.atomic import write_bytes
 from latkit.backends.base import Backend, BackendUnavailable, ModelSource, Runner
+from latkit.errors import LatkitError
 
 TIMING_CACHE_DIR = Path("~/.cache/latkit/tensorrt")
 PLAN_CACHE_DIR = TIMING_CACHE_DIR / "plans"  # engines by content hash: a re-measured architecture is not rebuilt
@@ -94,6 +94,14 @@ class TensorRTBackend(Backend):
         self._timing_cache = None if timing_cache is None else Path(timing_cache).expanduser()
         self.plan_cache = Path(plan_cache or PLAN_CACHE_DIR).expanduser()
 
+    def _check_options(self) -> None:
+        if not 0 <= self.opts.optimization_level <= 5:
+            raise LatkitError(f"tensorrt optimization_level must be 0..5 (TensorRT's builder levels), got "
+                              f"{self.opts.optimization_level}")
+        if self.opts.workspace_mib < 1:
+            raise LatkitError(f"tensorrt workspace_mib must be >= 1 (MiB of builder workspace), got "
+                              f"{self.opts.workspace_mib}")
+
     @property
     def timing_cache(self) -> Path:
         """The timing cache file: as given, or one per GPU, compute capability, TensorRT and CUDA version."""
@@ -145,7 +153,7 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise RuntimeError("TensorRT failed to deserialize the engine")
         if not path.is_file():
-            _atomic_write(path, memoryview(plan))
+            write_bytes(path, memoryview(plan))
         return _EngineRunner(runtime, engine, None if beside is None else beside.stream)
 
     def _build(self, source: ModelSource) -> "object":
@@ -189,17 +197,4 @@ class TensorRTBackend(Backend):
 
     def _save_timing_cache(self, cache: "object") -> None:
         """Write the (grown) cache back atomically, so concurrent builds never read a torn file."""
-        _atomic_write(self.timing_cache, memoryview(cache.serialize()))
-
-
-def _atomic_write(path: Path, data: "bytes | memoryview") -> None:
-    """Write ``path`` through a temporary file and a rename, so a concurrent reader never sees a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_bytes(self.timing_cache, memoryview(cache.serialize()))

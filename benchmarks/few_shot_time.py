@@ -20,7 +20,8 @@ import numpy as np
 from latkit.cli import main
 from latkit.datasets import shipped
 from latkit.datasets.store import load
-from latkit.predictors.fitting import dataset_xy, load_dir, metrics, split
+from latkit.predictors.base import load_dir
+from latkit.predictors.fitting import dataset_xy, metrics, split
 
 
 def run(backend: str, prior: str, count: int, pin_cpu: int | None, work: Path) -> dict:

@@ -32,7 +32,7 @@ from latkit.backends.registry import get_backend
 from latkit.cluster import Spec, connect, run_campaign_ray
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
-from latkit.measure import run_campaign
+from latkit.campaign import run_campaign
 from latkit.network import NetConfig
 
 MODES = {"local": (0, 0), "ray1": (1, 0), "ray2": (2, 0), "ray1b1": (1, 1)}  # (workers, builders); local: none

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -191,16 +190,12 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
         raise LatkitError("--workers and --builders need --ray")
     if args.ray is not None and args.pin_cpu is not None:
         raise LatkitError("--pin-cpu and --ray: each Ray worker pins itself to a core of its own")
-    if args.pin_cpu is not None:
-        try:
-            os.sched_setaffinity(0, {args.pin_cpu})
-        except (AttributeError, OSError, ValueError) as exc:
-            raise LatkitError(f"cannot pin to CPU {args.pin_cpu}: {exc}") from None
     backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
+    args.device = backend.device  # a backend with one device (tensorrt: cuda) defaults to it
     if args.ray is None:  # on Ray the workers' machines must have it, not this one
         backend.check_available()
     out = args.out or default_dataset_name(args.backend, args.device, config)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.2f} arch/s"), TimeRemainingColumn(),
                TextColumn("{task.fields[failures]} failed")]
     with Progress(*columns, console=console, transient=False) as bar:
@@ -230,7 +225,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
                                           **common)
                 bar.update(task, description=f"{args.backend}/{args.device} on Ray, {result.workers} workers")
             else:
-                result = run_campaign(backend, config, protocol, seed=args.seed, **common)
+                result = run_campaign(backend, config, protocol, seed=args.seed, pin_cpu=args.pin_cpu, **common)
         except KeyboardInterrupt:
             print(f"latkit: interrupted; {out} keeps every finished architecture, rerun the same command to resume",
                   file=sys.stderr)
@@ -274,7 +269,7 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     lat, nf, dr = s["latency_ms"], s["noise_floor"], s["drift"]
     shape = (f"batch {c['batch']}, {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} layers, "
              f"{c['channels']} channels" if "layers" in c else f"models of input shape {c.get('input_shape')}")
-    console.print(f"[bold]{s['path']}[/]: {h['backend']} on {h['device']} ({h.get('device_name', '')}), {shape}",
+    console.print(f"{s['path']}: {h['backend']} on {h['device']} ({h.get('device_name', '')}), {shape}",
                   highlight=False)
     superseded = f", {s['superseded']} error rows superseded by a retry" if s["superseded"] else ""
     console.print(f"rows {s['rows']}: {s['samples']} samples ({s['failures']} failed{superseded}), {s['repeats']} "
@@ -335,7 +330,7 @@ def _cmd_dataset_validate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from latkit.predictors import fit_dataset
-    from latkit.predictors.fitting import FEW_ROWS, fit_transfer
+    from latkit.predictors.fitting import fit_transfer
 
     if args.prior:
         predictor, held_out = fit_transfer(args.dataset, args.prior, stat=args.stat, train_size=args.train_size,
@@ -343,10 +338,8 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     else:
         predictor, held_out = fit_dataset(args.dataset, args.model, stat=args.stat, train_size=args.train_size,
                                           seed=args.seed, normalised=not args.raw)
-        if predictor.meta["training_size"] < FEW_ROWS[args.model]:
-            print(f"latkit: warning: {predictor.meta['training_size']} architectures are few for a from-scratch "
-                  f"{args.model} (its errors are mostly noise below {FEW_ROWS[args.model]}); a transfer fit from "
-                  "an existing predictor needs far fewer: --prior BACKEND", file=sys.stderr)
+    for warning in predictor.meta.get("warnings", []):
+        print(f"latkit: warning: {warning}", file=sys.stderr)
     predictor.save(args.out)
     meta = predictor.meta
     unit = f"{args.stat}, normalised" if meta["normalised"] else args.stat
@@ -356,7 +349,7 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%, scales "
                       f"{', '.join(f'{a:.3f}' for a in r['scales'])}, shift {r['shift_ms']:.3f} ms, corrections: "
                       f"per op group {r['group_ridge'] or 'none'}, per edge {r['edge_ridge'] or 'none'}; "
-                      f"{100 * predictor.params['level']:.0f}% interval +-"
+                      f"{100 * meta['interval']['level']:.0f}% interval +-"
                       f"{100 * predictor.interval_rel:.1f}% -> {args.out}", highlight=False)
         return 0
     m, c = held_out, held_out["undisturbed"]
@@ -472,6 +465,7 @@ def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
 
     protocol = _protocol(args)
     backend = get_backend(args.backend, args.device, protocol.threads, _backend_options(args.backend_option))
+    args.device = backend.device
     backend.check_available()
     source = load_onnx(args.model, args.batch)
     reference = None if args.reference is None else reference_for(args.reference, source)
@@ -517,7 +511,7 @@ def _search_kwargs(args: argparse.Namespace) -> dict:
     """``run_search``'s keyword arguments from the search options."""
     return dict(data=args.data, data_dir=args.data_dir, resolution=args.resolution, limit=args.limit,
                 epochs=args.epochs, batch_size=args.batch_size, order=args.order, device=args.search_device,
-                layers=args.layers, channels=args.channels, seed=args.seed)
+                layers=args.layers, channels=args.channels, seed=args.seed, max_skip=args.max_skip)
 
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
@@ -548,6 +542,12 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         result["combine"] = args.combine
     result = finish_search(result, targets, predictors, not args.no_measure, out)
     console.print(result["genotype"], soft_wrap=True, highlight=False)
+    cells = result["cells"]
+    console.print(f"parameter-free ops: normal cell {cells['normal']['parameter_free']} of 8 "
+                  f"({cells['normal']['skip_connect']} skip), reduction cell {cells['reduce']['parameter_free']} of 8",
+                  highlight=False)
+    for warning in result["warnings"]:
+        print(f"latkit: warning: {warning}", file=sys.stderr)
     predicted = result.get("latencies_ms") or {names: result["latency_ms"]}
     console.print("predicted " + ", ".join(f"{k} {v:.3f} ms" for k, v in predicted.items())
                   + f"; {result['params'] / 1e6:.3f} M parameters", highlight=False)
@@ -563,7 +563,7 @@ def _batch_bar(console: Console, label: str) -> "tuple[Progress, BatchProgress]"
     on a console that is not a terminal it shows nothing (the epoch log lines remain)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TextColumn("batches  loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
     bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
     task = bar.add_task(label, total=None, loss=float("nan"))
@@ -605,47 +605,35 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _seeds(text: str) -> list[int]:
-    """``0,1,2`` as distinct seeds >= 0."""
+def _numbers(text: str, kind: type, flag: str) -> list:
+    """``0,1,2`` as a list of ``kind`` (the library checks the values)."""
     try:
-        seeds = [int(x) for x in text.split(",")]
+        return [kind(x) for x in text.split(",")]
     except ValueError:
-        raise LatkitError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise LatkitError(f"--seeds must be distinct integers >= 0, got {text!r}")
-    return seeds
+        raise LatkitError(f"{flag} must be comma-separated {kind.__name__}s, got {text!r}") from None
 
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from latkit.search.pipeline import parse_backends, run_sweep, sweep_table
 
     _set_threads(args)
-    try:
-        lambdas = [float(x) for x in args.lambdas.split(",")]
-    except ValueError:
-        raise LatkitError(f"--lambdas must be comma-separated numbers, got {args.lambdas!r}") from None
-    if not all(math.isfinite(lam) and lam >= 0 for lam in lambdas):
-        raise LatkitError(f"--lambdas must be finite numbers >= 0, got {args.lambdas!r}")
-    seeds = _seeds(args.seeds) if args.seeds is not None else [args.seed]
+    lambdas = _numbers(args.lambdas, float, "--lambdas")
+    seeds = _numbers(args.seeds, int, "--seeds") if args.seeds is not None else [args.seed]
     targets = _targets(args)
     if len(targets) > 1:
         raise LatkitError("latkit sweep takes one --target (several targets: latkit search --target A,B)")
-    if args.form == "relative" and args.target_ms is None:
-        raise LatkitError("--form relative needs --target-ms (the latency each lambda's search aims at)")
     args.target, args.target_device = targets[0]
     predictor = _search_predictor(args, args.target, args.target_device)
-    train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels, batch_size=96,
+    train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels,
                  device=args.search_device)
     backends = parse_backends(args.backends)
     runners = {}
     if args.ray is not None:
-        from latkit.cluster import ray_runners
+        from latkit.search.ray_jobs import ray_runners
 
-        on_gpu = args.target_device != "cpu" or any(d != "cpu" for _, d in backends or [])
         runners = dict(zip(("parallel", "one_at_a_time"),
-                           ray_runners(args.ray, cpus_per_job=args.threads or 1,
-                                       gpus_per_job=1 if args.search_device != "cpu" else 0,
-                                       measure_gpus=1 if on_gpu else 0)))
+                           ray_runners(args.ray, threads=args.threads or 1, search_device=args.search_device,
+                                       measure_devices=[args.target_device] + [d for _, d in backends or []])))
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
                     lambdas=lambdas, form=args.form, search=dict(_search_kwargs(args), target_ms=args.target_ms), train=train,
                     log=lambda line: console.print(line, highlight=False), backends=backends, seeds=seeds,
@@ -655,9 +643,11 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+BENCH_COMMANDS = ("predictors", "transfer", "model")  # `latkit bench X` with any other X times the model file X
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
-    from latkit.backends.timing import MeasureProtocol
     from latkit.backends.registry import backend_class, list_backends, list_devices
     from latkit.datasets.store import STAT_COLUMNS
     from latkit.predictors.models import PREDICTORS
@@ -696,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="measure sampled architectures on a backend into a latency dataset")
     p.add_argument("--backend", required=True, choices=list_backends())
-    p.add_argument("--device", default="cpu", choices=devices)
+    p.add_argument("--device", choices=devices, help="default: cpu, or the backend's only device (tensorrt: cuda)")
     _add_backend_option(p)
     p.add_argument("--count", type=COUNT, required=True, help="campaign size: sample indices 0..N-1")
     p.add_argument("--select", default="first", choices=METHODS,
@@ -712,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net_args(p)
     _add_protocol_args(p)
     p.add_argument("--pin-cpu", type=COUNT, help="run on this CPU core only (Linux), away from other work")
-    p.add_argument("--reference-every", type=COUNT, default=100, help="time DARTS_V2 as a sample every K samples: its drift (0: never)")
+    p.add_argument("--reference-every", type=COUNT, default=100,
+                   help="time DARTS_V2 as a sample every K samples: its drift (default %(default)s; 0: never)")
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
@@ -802,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")
     p.add_argument("model", help="an ONNX file with one float32 input")
     p.add_argument("--backend", required=True, choices=[n for n in list_backends() if backend_class(n).reads == "onnx"])
-    p.add_argument("--device", default="cpu", choices=devices)
+    p.add_argument("--device", choices=devices, help="default: cpu, or the backend's only device (tensorrt: cuda)")
     _add_backend_option(p)
     p.add_argument("--batch", type=POSITIVE_INT, help="size of a dynamic first (batch) dimension")
     p.add_argument("--out", help="append the row to this Parquet file (latkit's dataset format, kind 'model')")
@@ -831,6 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layers", type=POSITIVE_INT, default=8, help="supernet cells (default %(default)s)")
         p.add_argument("--channels", type=POSITIVE_INT, default=16, help="supernet channels (default %(default)s)")
         p.add_argument("--threads", type=POSITIVE_INT, help="torch CPU threads")
+        p.add_argument("--max-skip", type=COUNT, metavar="K",
+                       help="at most K skip connections in the derived normal cell (P-DARTS' rule against the "
+                            "skip-connection collapse a latency penalty feeds; P-DARTS uses 2)")
         data_args(p, batch=64)
 
     def data_args(p: argparse.ArgumentParser, batch: int) -> None:
@@ -885,14 +879,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1].lower().endswith(".onnx"):
-        argv.insert(1, "model")  # latkit bench MODEL.onnx
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] not in BENCH_COMMANDS and not argv[1].startswith("-"):
+        argv.insert(1, "model")  # latkit bench MODEL.onnx (any path: a file that is not ONNX gets its own error)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
     try:
-        return args.handler(args, Console(soft_wrap=True))  # long paths stay on one line
+        # long paths stay on one line; user text (paths, genotypes) is printed as it is, never read as markup
+        return args.handler(args, Console(soft_wrap=True, markup=False, highlight=False))
     except LatkitError as exc:
         print(f"latkit: error: {exc}", file=sys.stderr)
         return 2

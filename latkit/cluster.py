@@ -9,8 +9,8 @@ use, prepare architectures a few ahead (network build and ONNX export; a torch.c
 Inductor cache), so a slot mostly warms up and times.
 
 Faults: a slot or builder that dies (killed, out of memory, node lost) is replaced and its in-flight job queued
-again (an architecture that kills two workers becomes an error row); the driver killed with -9 resumes from the store with ``--ray`` again (only finished rows are written, so
-none is lost or duplicated). A worker whose environment fingerprint differs from the dataset's is refused with the
+again (an architecture that kills two workers becomes an error row); the driver killed with -9 resumes from the
+store with ``--ray`` again (only finished rows are written, so none is lost or duplicated). A worker whose environment fingerprint differs from the dataset's is refused with the
 keys that differ. Each worker is a run of its own in the dataset's provenance (host, CPUs, environment), so every row
 names its host through ``run_id``.
 """
@@ -70,7 +70,7 @@ def connect(address: str, num_cpus: int | None = None, log_to_driver: bool = Fal
     return ray
 
 
-def _get(ray: Any, refs: Any, timeout: float | None = None) -> Any:
+def get_results(ray: Any, refs: Any, timeout: float | None = None) -> Any:
     """Remote results; the exception a job raised, latkit's own passed through as it is."""
     try:
         return ray.get(refs, timeout=timeout)
@@ -238,7 +238,7 @@ class RayExecutor:
         """The answer of a new actor's first call: one line if it cannot be scheduled within the time limit (no
         free CPU or GPU of the kind it asks for) or if its constructor fails."""
         try:
-            return _get(self.ray, ref, timeout=self.start_timeout_s)
+            return get_results(self.ray, ref, timeout=self.start_timeout_s)
         except self.ray.exceptions.GetTimeoutError:
             raise LatkitError(f"{what} asking for {self.resources} did not start within {self.start_timeout_s:.0f} s: "
                               f"the Ray cluster has {self.ray.available_resources()} free (fewer --workers, or a "
@@ -280,7 +280,7 @@ class RayExecutor:
         ref = self.ray.wait(list(self.in_flight), num_returns=1)[0][0]
         worker, job = self.in_flight.pop(ref)
         try:
-            return worker, job, _get(self.ray, ref)
+            return worker, job, get_results(self.ray, ref)
         except self.dead as exc:
             self.recover(worker)
             self.log(f"a worker died ({type(exc).__name__}) under {job.kind} {job.index}: queued again, the worker "
@@ -332,46 +332,9 @@ def _cause(exc: BaseException) -> str:
 
 def run_campaign_ray(spec: Spec, *, count: int, out: str, address: str = "local", workers: int | None = None,
                      builders: int = 0, ahead: int = 2, force: bool = False, max_replacements: int = 10,
-                     log: Log = lambda line: None, **policy: Any) -> CampaignResult:
+                     log: Log = lambda line: None, start_timeout_s: float = START_TIMEOUT_S,
+                     **policy: Any) -> CampaignResult:
     """The campaign engine (``latkit.campaign.run``) on Ray slots and builders: same rows, same store, same
     resume."""
-    executor = RayExecutor(spec, address, workers, builders, ahead, force, max_replacements, log)
+    executor = RayExecutor(spec, address, workers, builders, ahead, force, max_replacements, log, start_timeout_s)
     return run(executor, seed=spec.seed, count=count, out=out, force=force, **policy)
-
-
-def ray_runners(address: str, cpus_per_job: int = 1, gpus_per_job: float = 0,
-                measure_gpus: float = 0) -> tuple[Callable[[list[Any]], list[Any]], Callable[[list[Any]], list[Any]]]:
-    """``run_sweep``'s two runners on Ray: searches and trainings as tasks side by side, each asking for
-    ``cpus_per_job`` CPUs and ``gpus_per_job`` GPUs; measurements one at a time, each task on a core it claims
-    (``measure_gpus``: and a GPU), so no two timings ever share a device."""
-    ray = connect(address, log_to_driver=True)
-    work = ray.remote(_run_job).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job)
-    slot = ray.remote(_run_pinned).options(num_cpus=1, num_gpus=measure_gpus)
-
-    def parallel(jobs: list[Any]) -> list[Any]:
-        return list(_get(ray, [work.remote(job) for job in jobs]))
-
-    def one_at_a_time(jobs: list[Any]) -> list[Any]:
-        return [_get(ray, slot.remote(job)) for job in jobs]
-
-    return parallel, one_at_a_time
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-def _run_job(job: Any) -> Any:
-    return job(_print)
-
-
-def _run_pinned(job: Any) -> Any:
-    """Run ``job`` on a claimed core; the worker process gets its CPUs and the core back afterwards."""
-    cpus = os.sched_getaffinity(0)
-    _, claims = claim_cores()
-    try:
-        return job(_print)
-    finally:
-        for claim in claims:
-            claim.close()
-        os.sched_setaffinity(0, cpus)

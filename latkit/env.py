@@ -21,8 +21,10 @@ def cpu_model() -> str:
 
 @lru_cache(maxsize=1)
 def cpu_id() -> str:
-    """Vendor, family, model, stepping, microcode and nominal clock: two hosts with the same model name (a VM's
-    'AMD EPYC') can differ in all of these, and in latency."""
+    """Vendor, family, model, stepping, microcode and the nominal (maximum) clock where the kernel reports one: two
+    hosts with the same model name (a VM's 'AMD EPYC') can differ in all of these, and in latency. The live clock
+    (``cpu MHz``) is left out: it changes from one reading to the next, and a fingerprint compared on resume must
+    not."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -33,23 +35,33 @@ def cpu_id() -> str:
                 fields[key.strip()] = value.strip()
     except OSError:
         return platform.processor() or platform.machine()
-    mhz = fields.get("cpu MHz", "")
-    return (f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
-            f"stepping {fields.get('stepping', '?')} microcode {fields.get('microcode', '?')}, "
-            f"{round(float(mhz)) if mhz else '?'} MHz")
+    ident = (f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+             f"stepping {fields.get('stepping', '?')} microcode {fields.get('microcode', '?')}")
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="utf-8") as f:
+            return f"{ident}, max {round(int(f.read()) / 1000)} MHz"  # kHz
+    except (OSError, ValueError):
+        return ident
 
 
 def gpu_info() -> dict[str, str]:
-    """GPU model, driver and clocks as found (read-only: never changes the card's settings)."""
+    """The current CUDA device's model, driver, nominal clocks and power limit (read-only: never changes the card's
+    settings). Live clocks are left out: an idle card reads a few hundred MHz, and a fingerprint compared on resume
+    and by Ray's admission must not change between readings. nvidia-smi is asked about this device by its UUID, so
+    CUDA_VISIBLE_DEVICES is respected."""
     import torch
 
     if not torch.cuda.is_available():
         return {}
-    info = {"gpu": torch.cuda.get_device_name(0), "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(0)))}
-    query = "driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,persistence_mode"
+    index = torch.cuda.current_device()
+    info = {"gpu": torch.cuda.get_device_name(index),
+            "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(index)))}
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    which = [f"--id=GPU-{uuid}"] if uuid is not None else []
+    query = "driver_version,clocks.max.sm,clocks.max.mem,power.limit,persistence_mode"
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.splitlines()[0]
+        out = subprocess.run(["nvidia-smi", *which, f"--query-gpu={query}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()[0]
         info.update(zip(query.split(","), (v.strip() for v in out.split(","))))
     except (OSError, subprocess.SubprocessError, IndexError):
         info["driver_version"] = "unknown (nvidia-smi not available)"

@@ -1,7 +1,7 @@
 """Which architectures to measure when only a few can be: ``latkit measure --count N --select random|diverse``.
 
 ``diverse`` is a greedy D-optimal design over the features a transfer fit learns from (the 28 op-group counts of
-``latkit.predictors.transfer.op_groups`` and a constant): each next architecture is the candidate with the largest
+``latkit.space.op_groups`` and a constant): each next architecture is the candidate with the largest
 leverage ``f' (F'F + I)^-1 f`` given those chosen so far, i.e. the one the current design knows least about. Both
 methods draw from the first ``pool`` architectures of the sampling campaign and depend only on (seed, count, pool).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from latkit.errors import LatkitError
-from latkit.space import encode_many, sample
+from latkit.space import encode_many, op_groups, sample
 
 METHODS = ("first", "random", "diverse")
 
@@ -33,8 +33,6 @@ def select_indices(seed: int, count: int, method: str = "first", pool: int | Non
 
 def design_features(genotypes: list) -> np.ndarray:
     """A constant and the op-group counts of each genotype: what a transfer fit learns from."""
-    from latkit.predictors.transfer import op_groups
-
     return np.column_stack([np.ones(len(genotypes)), encode_many(genotypes) @ op_groups()])
 
 

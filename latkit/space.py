@@ -444,3 +444,17 @@ def encode_many(genotypes: Iterable[Genotype]) -> np.ndarray:
                 out[g, c, e, 0] = 0.0
                 out[g, c, e, op_index[op]] = 1.0
     return out.reshape(len(genotypes), ENCODING_SIZE)
+
+
+def op_groups() -> np.ndarray:
+    """The ``(224, 28)`` 0/1 matrix that sums an encoding into per-group op counts: per cell type and op, how often
+    the op reads a cell input (node 0 or 1; strided in a reduction cell) and how often an intermediate node.
+    Backends differ mostly in what each kind of op costs, which these 28 counts identify from a handful of rows
+    where 224 per-edge costs cannot; being linear in the encoding, they keep the predictor differentiable."""
+    from_input = [j < 2 for node in range(NODES) for j in range(node + 2)]
+    m = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), 2, 2, len(PRIMITIVES) - 1))
+    for c in range(2):
+        for e in range(EDGES_PER_CELL):
+            for o in range(1, len(PRIMITIVES)):
+                m[c, e, o, c, 0 if from_input[e] else 1, o - 1] = 1.0
+    return m.reshape(ENCODING_SIZE, -1)

@@ -37,6 +37,12 @@ FORMS = ("additive", "relative", "log")
 COMBINE = ("sum", "worst")
 
 
+def check_lambda(lam: float) -> None:
+    """A balancing coefficient is a finite number >= 0 (0: plain DARTS)."""
+    if not math.isfinite(lam) or lam < 0:
+        raise LatkitError(f"lambda must be a finite number >= 0, got {lam}")
+
+
 class LatencyPenalty:
     """``penalty(ce_loss, arch_weights) -> (loss, details)``; details hold ``latency_ms`` and ``penalty``.
 
@@ -49,11 +55,10 @@ class LatencyPenalty:
             raise LatkitError(f"unknown latency penalty form {form!r} (known: {', '.join(FORMS)})")
         if combine not in COMBINE:
             raise LatkitError(f"unknown way to combine targets {combine!r} (known: {', '.join(COMBINE)})")
-        for name, value in (("lambda", lam), ("target latency", target_ms), ("reference latency", reference_ms)):
+        check_lambda(lam)
+        for name, value in (("target latency", target_ms), ("reference latency", reference_ms)):
             if value is not None and not math.isfinite(value):
                 raise LatkitError(f"{name} must be a finite number, got {value}")
-        if lam < 0:
-            raise LatkitError(f"lambda must be >= 0, got {lam}")
         self.predictors = list(predictor) if isinstance(predictor, (list, tuple)) else [predictor]
         self.predictor = self.predictors[0]
         self.lam = float(lam)

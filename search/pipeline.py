@@ -10,6 +10,7 @@ from latkit.backends.registry import backend_class, get_backend, list_backends, 
 from latkit.errors import LatkitError
 from latkit.measure import time_genotype
 from latkit.network import NetConfig, build, count_params
+from latkit.search.searcher import cell_report
 from latkit.space import PUBLISHED, Genotype, encode_many, parse
 
 Log = Callable[[str], None]
@@ -87,9 +88,12 @@ def genotype_from(spec: str) -> Genotype:
     path = Path(spec)
     if spec.endswith(".json") and path.is_file():
         try:
-            return parse(json.loads(path.read_text())["genotype"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+            genotype = json.loads(path.read_text())["genotype"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise LatkitError(f"{spec} is not a latkit search result (no 'genotype')") from None
+        if not isinstance(genotype, str):
+            raise LatkitError(f"{spec}: 'genotype' must be a genotype string, got {type(genotype).__name__}")
+        return parse(genotype)
     return parse(spec)
 
 
@@ -136,13 +140,23 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     and standard deviation over seeds. Accuracy is that of the network trained here (``train``'s shape); latency is
     that of the deployment network the predictor was fitted on: the two are written side by side in the table and
     the JSON, each with its shape. A genotype is measured once however many runs found it. ``parallel`` runs the
-    searches and the trainings (on Ray: one task each, ``latkit.cluster.ray_runners``), ``one_at_a_time`` the
+    searches and the trainings (on Ray: one task each, ``latkit.search.ray_jobs.ray_runners``), ``one_at_a_time`` the
     measurements (never two at once); both default to running here, in order. Returns the sweep document.
     """
+    from latkit.search.penalty import check_lambda
     from latkit.search.searcher import run_search
     from latkit.search.train import train_genotype
 
     check_target(target, target_device)
+    for lam in lambdas:
+        check_lambda(lam)
+    if not lambdas:
+        raise LatkitError("a sweep needs at least one lambda")
+    if form == "relative" and search.get("target_ms") is None:
+        raise LatkitError("a sweep of the relative form needs a target latency (--target-ms): the latency each "
+                          "lambda's search aims at")
+    if seeds is not None and (not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds)):
+        raise LatkitError(f"a sweep's seeds must be distinct integers >= 0, got {seeds}")
     parallel = parallel or (lambda jobs: [job(log) for job in jobs])
     one_at_a_time = one_at_a_time or (lambda jobs: [job(log) for job in jobs])
     out = Path(out)
@@ -250,12 +264,15 @@ def sweep_table(doc: dict[str, Any]) -> str:
             f"Latency: the deployment network ({_shape(doc['deployment_config'])}), min ms of latkit's "
             f"measurement protocol.\n\n"
             f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms | "
-            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " |\n"
-            + "|---" * (3 + several + len(cols)) + "|\n")
+            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " | parameter-free ops: normal (skip) / reduce |\n"
+            + "|---" * (4 + several + len(cols)) + "|\n")
     for r in doc["rows"]:
         seed = f" {r['seed']} |" if several else ""
+        cells = cell_report(parse(r["genotype"]))
         text += (f"| {r['name']} |{seed} {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
-                 + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols) + " |\n")
+                 + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols)
+                 + f" | {cells['normal']['parameter_free']} ({cells['normal']['skip_connect']}) / "
+                   f"{cells['reduce']['parameter_free']} |\n")
     if not several:
         return text
     text += (f"\nMean +- standard deviation over seeds {', '.join(map(str, doc['seeds']))}:\n\n"

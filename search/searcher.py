@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -20,7 +19,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from latkit.atomic import atomic_path, write_bytes
 from latkit.errors import LatkitError
+from latkit.ops import parameter_free_ops
 from latkit.search.architect import Architect
 from latkit.search.data import load_data, split_half
 from latkit.search.penalty import LatencyPenalty
@@ -65,15 +66,21 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
                resolution: Optional[int] = None, limit: Optional[int] = None, epochs: int = 50,
                batch_size: int = 64, order: int = 1, device: str | torch.device = "cpu", layers: int = 8,
                channels: int = 16, seed: int = 0, log: Optional[Log] = None,
-               progress: Optional[BatchProgress] = None, combine: str = "sum") -> dict[str, Any]:
+               progress: Optional[BatchProgress] = None, combine: str = "sum",
+               max_skip: Optional[int] = None) -> dict[str, Any]:
     """Run (or resume) a latency-aware DARTS search; returns the final genotype, its predicted latency, history.
 
     Give either ``penalty`` or ``predictor`` (+ ``lam``, ``form``, ...; a list of predictors penalises several
     targets, combined by ``combine``: ``LatencyPenalty``). ``lam == 0`` is plain DARTS; the
     predictor, when given, still reports each epoch's derived genotype latency. The cosine schedule spans the
     ``epochs`` of the current call, so resuming with more epochs stretches the rest of the schedule.
-    ``progress(batch, batches, running_loss)`` is called after every weight step.
+    ``progress(batch, batches, running_loss)`` is called after every weight step. ``max_skip``: P-DARTS' limit on
+    the normal cell's skip connections at derivation (``derive_genotype``; it changes no training step, so a
+    search resumes with another). The result counts each cell's parameter-free ops (``cells``) and warns when the
+    normal cell has collapsed into skip connections (``warnings``).
     """
+    if max_skip is not None and max_skip < 0:
+        raise LatkitError(f"max_skip must be >= 0, got {max_skip}")
     if order not in (1, 2):
         raise LatkitError(f"order must be 1 (first-order DARTS) or 2 (second order, unrolled), got {order}")
     if epochs < 1 or batch_size < 2:
@@ -130,7 +137,7 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
             if progress is not None:
                 progress(step + 1, len(w_batches), loss_sum / seen)
         val_acc = accuracy(model, a_x, a_y, batch_size)
-        genotype = model.genotype()
+        genotype = model.genotype(max_skip)
         with torch.no_grad():
             soft = float(penalty.latency_ms(model.arch_weights())) if penalty.lam > 0 else None
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
@@ -142,14 +149,40 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
         save_checkpoint(out, settings, model, {"w_opt": w_opt, "a_opt": architect.optimizer}, history)
         log(format_row(row, epochs))
 
-    genotype = model.genotype()
-    result = {"genotype": str(genotype), "genotype_json": genotype.to_dict(),
+    genotype = model.genotype(max_skip)
+    warning = collapse_warning(genotype)
+    if warning:
+        log(f"warning: {warning}")
+    result = {"genotype": str(genotype), "genotype_json": genotype.to_dict(), "max_skip": max_skip,
+              "cells": cell_report(genotype), "warnings": [warning] if warning else [],
               "latency_ms": genotype_latency_ms(predictor, genotype), "history": history, "settings": settings,
               "alphas": {"normal": model.alphas_normal.detach().cpu().tolist(),
                          "reduce": model.alphas_reduce.detach().cpu().tolist()}}
     if len(penalty.predictors) > 1:  # several targets: each one's predicted latency of the genotype
         result["latencies_ms"] = {target_name(p): genotype_latency_ms(p, genotype) for p in penalty.predictors}
     return result
+
+
+SKIP_BOUND = 2  # P-DARTS keeps at most 2 skip connections in the normal cell; DARTS+ stops a search at 2
+
+
+def cell_report(genotype: Genotype) -> dict[str, dict[str, int]]:
+    """Per cell, how many of its 8 ops have no weights (pools, skip) and how many are skip connections."""
+    free = parameter_free_ops()
+    return {cell: {"parameter_free": sum(op in free for op, _ in edges),
+                   "skip_connect": sum(op == "skip_connect" for op, _ in edges)}
+            for cell, edges in (("normal", genotype.normal), ("reduce", genotype.reduce))}
+
+
+def collapse_warning(genotype: Genotype) -> Optional[str]:
+    """One line when the normal cell holds more skip connections than ``SKIP_BOUND``, naming the remedy."""
+    skips = cell_report(genotype)["normal"]["skip_connect"]
+    if skips <= SKIP_BOUND:
+        return None
+    return (f"the normal cell has {skips} skip connections (P-DARTS and DARTS+ bound them at {SKIP_BOUND}): the "
+            "skip-connection collapse of DARTS, which a latency penalty feeds (a parameter-free op is the cheapest "
+            f"way to cut latency), costs accuracy; search again with --max-skip {SKIP_BOUND} (P-DARTS' rule at "
+            "derivation), or a smaller lambda")
 
 
 def target_name(predictor: Any) -> str:
@@ -188,12 +221,6 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / max(len(y), 1)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(out: Path, settings: dict[str, Any], model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], history: list[dict[str, Any]]) -> None:
     """Tensors (model, alphas, optimizer buffers) to safetensors; scalars, settings and history to JSON.
@@ -210,11 +237,11 @@ def save_checkpoint(out: Path, settings: dict[str, Any], model: torch.nn.Module,
                 else:
                     scalars[f"{name}.{idx}.{key}"] = value
     epoch = len(history)
-    _atomic_write(out / "checkpoint.safetensors",
-                  lambda p: save_file(tensors, str(p), metadata={"epoch": str(epoch)}))
+    with atomic_path(out / "checkpoint.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"epoch": str(epoch)})
     doc = {"version": CHECKPOINT_VERSION, "epoch": epoch, "settings": settings, "optimizer_scalars": scalars,
            "rng": {"seed": settings["seed"], "epoch_seed": "seed * 1000003 + epoch"}, "history": history}
-    _atomic_write(out / "checkpoint.json", lambda p: p.write_text(json.dumps(doc, indent=1) + "\n"))
+    write_bytes(out / "checkpoint.json", (json.dumps(doc, indent=1) + "\n").encode())
 
 
 def load_checkpoint(out: Path, settings: dict[str, Any], model: torch.nn.Module,

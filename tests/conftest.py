@@ -49,14 +49,15 @@ def known_latency(x: np.ndarray) -> np.ndarray:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ds") / "synthetic.parquet"
     header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "onnxruntime", "device": "cpu",
-              "config": {"batch": 1, "layers": 5, "channels": 8, "resolution": 16}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
+              "config": {"batch": 1, "layers": 5, "channels": 8, "resolution": 16}, "protocol": {}, "seed": 3,
+              "sampler_version": 1, "environment": {"cpu": "T"}}
     writer, _ = open_writer(path, header)
     writer.compact_every = 10_000
     for i in range(1500):
         g = sample(3, i)
         ms = float(known_latency(encode(g)[None])[0])
         writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "onnxruntime",
-                       "device": "cpu", "batch": 1, "resolution": 32, "channels": 36, "layers": 20,
+                       "device": "cpu", "batch": 1, "resolution": 16, "channels": 8, "layers": 5,
                        **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
                        "std_ms": 0.0, "n": 1, "status": "ok", "error": "", "timestamp": str(i), "run_id": "t"})
     writer.compact()

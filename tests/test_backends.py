@@ -110,5 +110,11 @@ def test_a_protocol_that_cannot_finish_is_refused(field: str, value: float) -> N
 def test_fingerprint_tells_cpus_of_one_model_name_apart() -> None:
     from latkit.env import fingerprint
 
+    from latkit.env import cpu_id
+
     env = fingerprint("cpu")
-    assert " family " in env["cpu_id"] and " stepping " in env["cpu_id"] and env["cpu_id"].endswith(" MHz")
+    assert " family " in env["cpu_id"] and " stepping " in env["cpu_id"] and " microcode " in env["cpu_id"]
+    live = [line.split(":")[1].strip() for line in open("/proc/cpuinfo") if line.startswith("cpu MHz")]
+    assert not any(f"{round(float(v))} MHz" in env["cpu_id"] and "max" not in env["cpu_id"] for v in live)
+    cpu_id.cache_clear()
+    assert cpu_id() == env["cpu_id"]  # read again: the same identity (the live clock is not part of it)

@@ -53,7 +53,7 @@ def test_export(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     (["search", "--target", "onnxruntime", "--lambda", "-1"], "--lambda: must be >= 0"),
     (["search", "--target", "onnxruntime", "--target-ms", "inf"], "--target-ms: must be finite"),
     (["search", "--target", "onnxruntime", "--target-ms", "0"], "--target-ms: must be > 0"),
-    (["sweep", "--target", "onnxruntime", "--lambdas", "0,nan"], "--lambdas must be finite"),
+    (["sweep", "--target", "onnxruntime", "--lambdas", "0,nan"], "lambda must be a finite number >= 0, got nan"),
     (["search", "--target", "onnxruntime", "--threads", "0"], "--threads: must be >= 1"),
     (["train", "DARTS_V2", "--threads", "0"], "--threads: must be >= 1"),
     (["measure", "--backend", "torch", "--count", "1", "--warmup-ms", "inf"], "--warmup-ms: must be finite"),
@@ -94,3 +94,56 @@ def test_backends_prints_the_real_install_command(capsys: pytest.CaptureFixture[
     monkeypatch.setenv("COLUMNS", "400")  # one line per row: no wrapped cells
     assert main(["backends"]) == 0
     assert "pip install 'latkit[tensorrt]'" in capsys.readouterr().out
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("latkit: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_a_broken_predictor_directory_is_one_line(tmp_path, dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    from latkit.predictors import fit_dataset
+
+    saved = fit_dataset(dataset, "additive")[0].save(tmp_path / "good")
+    meta = json.loads((saved / "predictor.json").read_text())
+    cases = {"list": [meta], "no_kind": {k: v for k, v in meta.items() if k != "kind"}}
+    for name, doc in cases.items():
+        bad = tmp_path / name
+        bad.mkdir()
+        (bad / "predictor.json").write_text(json.dumps(doc))
+        assert main(["predict", "--predictor", str(bad), "DARTS_V2"]) == 2
+        assert "is not a latkit predictor" in _one_line(capsys)
+    (saved / "weights.safetensors").write_bytes(b"\x00garbage")
+    assert main(["predict", "--predictor", str(saved), "DARTS_V2"]) == 2
+    assert "weights cannot be read" in _one_line(capsys)
+
+
+def test_user_text_is_printed_as_it_is_never_as_markup(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from latkit.backends.timing import MeasureProtocol
+    from latkit.campaign import run_campaign
+    from latkit.backends.registry import get_backend
+    from latkit.network import NetConfig
+
+    path = tmp_path / "x[old].parquet"
+    run_campaign(get_backend("torch"), NetConfig(layers=3, channels=4, resolution=8),
+                 MeasureProtocol(warmup_runs=0, warmup_ms=0, repeats=2), seed=0, count=1, out=path)
+    assert main(["dataset", "info", str(path)]) == 0
+    assert f"{path}: torch on cpu" in capsys.readouterr().out
+    weird = tmp_path / "x[" / "]y.parquet"  # the path holds "[/]", which rich reads as a closing tag
+    weird.parent.mkdir()
+    path.rename(weird)
+    assert main(["dataset", "info", str(weird)]) == 0  # rich would raise MarkupError on "[/]"
+    assert str(weird) in capsys.readouterr().out
+
+
+def test_bench_of_a_file_that_is_not_onnx_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "/etc/hostname", "--backend", "onnxruntime"]) == 2
+    assert "is not an ONNX model" in _one_line(capsys)
+
+
+def test_train_a_result_whose_genotype_is_not_a_string(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"genotype": 42}))
+    assert main(["train", str(result), "--epochs", "1"]) == 2
+    assert "'genotype' must be a genotype string, got int" in _one_line(capsys)

@@ -217,3 +217,19 @@ def test_a_slot_claims_one_core_per_thread() -> None:
         for claim in claims:
             claim.close()
         os.sched_setaffinity(0, cpus)
+
+
+def test_a_slot_that_cannot_start_is_one_line_in_bounded_time(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "never.parquet"
+    # the constructor fails: an option the CPU provider does not take
+    bad_option = Spec("onnxruntime", "cpu", {"cuda_graph": "true"}, TINY, FAST, 0)
+    with pytest.raises(LatkitError, match=r"a measuring slot could not start: .*apply to --device cuda") as info:
+        run_campaign_ray(bad_option, count=2, out=str(out), workers=1)
+    assert "\n" not in str(info.value)
+    # nothing can schedule it: a GPU slot on a cluster without GPUs
+    started = time.monotonic()
+    with pytest.raises(LatkitError, match=r"did not start within 3 s: the Ray cluster has .* free") as info:
+        run_campaign_ray(Spec("torch", "cuda", {}, TINY, FAST, 0), count=2, out=str(out), workers=1,
+                         start_timeout_s=3)
+    assert time.monotonic() - started < 60 and "\n" not in str(info.value)
+    assert not out.exists() and not journal_path(out).exists()

@@ -17,7 +17,8 @@ from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, header_
 from latkit.space import sample
 
 HEADER = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "fake", "device": "cpu",
-          "config": {"batch": 1}, "protocol": {"repeats": 3, "duet": False}, "seed": 0, "sampler_version": 1,
+          "config": {"batch": 1, "resolution": 32, "channels": 36, "layers": 20}, "protocol": {"repeats": 3, "duet": False},
+          "seed": 0, "sampler_version": 1,
           "environment": {"cpu": "X"}}
 
 
@@ -85,6 +86,14 @@ def test_resume_refuses_another_campaign(tmp_path: Path) -> None:
         open_writer(path, other_env)
     _, existing = open_writer(path, other_env, force=True)
     assert existing is not None and existing.table.num_rows == 1
+
+
+def _table_of(rows: list[dict]) -> "pa.Table":
+    import pyarrow as pa
+
+    from latkit.datasets.store import COLUMNS, SCHEMA
+
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
 
 
 def _dataset(path: Path, rows: list[dict], header: dict = HEADER) -> Path:
@@ -252,7 +261,10 @@ def test_a_second_writer_is_refused(tmp_path: Path) -> None:
 
 def test_writes_are_durable_in_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[Path] = []
-    monkeypatch.setattr(store, "_fsync_dir", synced.append)
+    import latkit.atomic
+
+    monkeypatch.setattr(store, "fsync_dir", synced.append)  # the journal's
+    monkeypatch.setattr(latkit.atomic, "fsync_dir", synced.append)  # the atomic replace's
     path = tmp_path / "d.parquet"
     writer, _ = open_writer(path, HEADER)
     writer.append(row(0, 1.0))
@@ -323,7 +335,7 @@ def test_merge_reports_conflicting_ok_rows_and_keeps_the_first(tmp_path: Path,
 def test_force_relaxes_only_the_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _dataset(tmp_path / "a.parquet", [row(0, 1.0)])
     for change in ({"protocol": {"repeats": 5}}, {"seed": 1}, {"device": "cuda"}, {"sampler_version": 2},
-                   {"config": {"batch": 2}}):
+                   {"config": dict(HEADER["config"], batch=2)}):
         b = _dataset(tmp_path / f"b{next(iter(change))}.parquet", [row(1, 1.0)], dict(HEADER, **change))
         key = next(iter(change))
         with pytest.raises(DatasetError, match=f"in {key}$"):
@@ -397,3 +409,39 @@ def test_summary_of_an_unknown_statistic_is_a_dataset_error(tmp_path: Path) -> N
     ds = load(_dataset(tmp_path / "s.parquet", [row(0, 1.0)]))
     with pytest.raises(DatasetError, match="unknown statistic 'p99_ms'"):
         summary(ds, stat="p99_ms")
+
+
+@pytest.mark.parametrize("change, message", [({"seed": 7}, "seed 7 differs from the file's seed 0"),
+                                             ({"layers": 99}, "network .* differs from the file's config")])
+def test_validate_refuses_a_row_that_disagrees_with_the_header(tmp_path: Path, change: dict, message: str) -> None:
+    path = _dataset(tmp_path / "d.parquet", [row(0, 1.0), dict(row(1, 1.0), **change)])
+    with pytest.raises(DatasetError, match=message):
+        validate(path)
+
+
+@pytest.mark.parametrize("header, message", [({k: v for k, v in HEADER.items() if k != "config"},
+                                               "the header has no 'config'"),
+                                              (dict(HEADER, seed="0"), "the header's 'seed' is a str"),
+                                              (dict(HEADER, config={"batch": 1}), "config has no resolution")])
+def test_a_header_without_its_keys_is_one_line_for_every_reader(tmp_path: Path, header: dict, message: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "h.parquet"
+    write(path, header, _table_of([row(0, 1.0)]))
+    with pytest.raises(DatasetError, match=message):
+        load(path)
+    for argv in (["dataset", "info", str(path)], ["dataset", "validate", str(path)],
+                 ["fit", "--dataset", str(path), "--model", "additive", "--out", str(tmp_path / "p")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message.split("'")[0] in err
+
+
+def test_metadata_that_is_not_an_object_is_one_line(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from latkit.datasets.store import META_KEY
+
+    path = tmp_path / "list.parquet"
+    pq.write_table(_table_of([row(0, 1.0)]).replace_schema_metadata({META_KEY: b"[1, 2]"}), path)
+    with pytest.raises(DatasetError, match="corrupt latkit metadata \\(not an object\\)"):
+        load(path)

@@ -12,7 +12,8 @@ from latkit.cli import main
 from latkit.predictors import PredictorError, fit_dataset, list_predictors, load_predictor, make_predictor, metrics
 from latkit.predictors import bench
 from latkit.predictors.base import conformal_rel
-from latkit.predictors.fitting import cross_conformal, load_dir
+from latkit.predictors.base import load_dir
+from latkit.predictors.fitting import cross_conformal
 from latkit.space import ENCODING_SIZE, PUBLISHED, encode, encode_many, sample
 
 from conftest import COSTS, known_latency
@@ -123,9 +124,11 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
 
 def test_conformal_rel_by_hand() -> None:
     scores = np.arange(1, 11) / 10  # ten relative residuals 0.1 .. 1.0
-    assert conformal_rel(scores, 0.9) == 1.0  # ceil(11 * 0.9) = 10th smallest
-    assert conformal_rel(-scores, 0.5) == 0.6  # ceil(11 * 0.5) = 6th; the sign does not matter
-    assert conformal_rel(scores[:3], 0.9) == 0.3  # too few rows for 90%: the largest
+    assert conformal_rel(scores, 0.9) == (1.0, 0.9)  # ceil(11 * 0.9) = 10th smallest
+    assert conformal_rel(-scores, 0.5) == (0.6, 0.5)  # ceil(11 * 0.5) = 6th; the sign does not matter
+    assert conformal_rel(scores[:9], 0.9) == (0.9, 0.9)  # 9 rows reach 90%: ceil(10 * 0.9) = 9th
+    # 3 rows cannot give 90%: the largest, at the 75% it guarantees (the k-th of n+1 exchangeable scores)
+    assert conformal_rel(scores[:3], 0.9) == (0.3, 0.75)
 
 
 def test_interval_covers_its_level_on_new_architectures() -> None:
@@ -155,6 +158,15 @@ def test_predictor_without_interval_says_refit(dataset: Path, tmp_path: Path,
     assert capsys.readouterr().out.strip().endswith(" ms")  # the bare prediction, no interval
 
 
-def test_throughput_is_measured(dataset: Path) -> None:
-    p, _ = fit_dataset(dataset, "additive")
-    assert bench.throughput(p, encode_many([sample(0, 0)])) > 0
+def test_throughput_is_rows_over_the_best_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    class Stub:
+        def predict_ms(self, x: np.ndarray) -> np.ndarray:
+            seen.append(x.shape)
+            return np.zeros(len(x))
+
+    ticks = iter([10.0, 10.5, 20.0, 20.2, 30.0, 30.4])  # rounds of 0.5, 0.2 and 0.4 s
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
+    assert bench.throughput(Stub(), encode_many([sample(0, 0)])) == pytest.approx(bench.THROUGHPUT_ROWS / 0.2)
+    assert seen == [(bench.THROUGHPUT_ROWS, 224)] * 3

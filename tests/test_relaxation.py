@@ -94,3 +94,29 @@ def test_darts_v2_one_hot_is_its_own_relaxation() -> None:
     onehot = torch.from_numpy(encode(PUBLISHED["DARTS_V2"])).reshape(2, EDGES_PER_CELL, len(PRIMITIVES))
     assert relaxed_ms(predictor, (onehot[0], onehot[1])) == pytest.approx(
         float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_relaxed_encoding_is_the_mean_of_the_draw_enumerated(seed: int) -> None:
+    """Against brute force: every ordered pair of kept edges per node, with the probability of drawing it without
+    replacement in proportion to the edges' strengths, and each kept edge's op from its renormalised weights."""
+    from itertools import permutations
+
+    from latkit.space import relaxed_encoding
+
+    w = torch.rand(EDGES_PER_CELL, len(PRIMITIVES), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w = w ** 3 / (w ** 3).sum(-1, keepdim=True)  # uneven, like a softmax part-way through a search
+    expected = np.zeros((EDGES_PER_CELL, len(PRIMITIVES)))
+    for node in range(NODES):
+        edges = [edge_index(node, j) for j in range(node + 2)]
+        strength = np.array([float(w[e, 1:].max()) for e in edges])
+        p = strength / strength.sum()
+        for a, b in permutations(range(len(edges)), 2):
+            prob = p[a] * p[b] / (1 - p[a])  # first a, then b among the rest
+            for k in range(len(edges)):
+                e = edges[k]
+                if k in (a, b):
+                    expected[e, 1:] += prob * (w[e, 1:] / w[e, 1:].sum()).numpy()
+                else:
+                    expected[e, 0] += prob
+    np.testing.assert_allclose(relaxed_encoding(w).numpy(), expected, atol=1e-6)

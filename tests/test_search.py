@@ -191,7 +191,7 @@ def test_penalty_errors() -> None:
         LatencyPenalty(LinearStandIn(), 0.1, form="square")
     with pytest.raises(LatkitError, match="target latency"):
         LatencyPenalty(LinearStandIn(), 0.1, form="relative")
-    with pytest.raises(LatkitError, match="lambda must be >= 0"):
+    with pytest.raises(LatkitError, match="lambda must be a finite number >= 0"):
         LatencyPenalty(LinearStandIn(), -1.0)
 
 
@@ -470,3 +470,26 @@ def test_tiny_train() -> None:
     assert result["test_accuracy"] == result["history"][-1]["test_acc"] and result["epochs"] == 5
     assert result["params"] == count_params(Network(PUBLISHED["DARTS_V2"], NetConfig(**result["config"])))
     assert len(result["history"]) == 5 and lines[0].startswith("epoch 1/5")
+
+
+def test_max_skip_keeps_the_strongest_skips_and_rederives_the_rest() -> None:
+    from latkit.search.searcher import cell_report, collapse_warning
+
+    skip, sep = PRIMITIVES.index("skip_connect"), PRIMITIVES.index("sep_conv_3x3")
+    w = np.full((EDGES_PER_CELL, len(PRIMITIVES)), 0.01)
+    w[:, sep] = 0.2  # every edge's second choice
+    for e, strength in zip(range(EDGES_PER_CELL), np.linspace(0.9, 0.3, EDGES_PER_CELL)):
+        w[e, skip] = strength  # skip wins everywhere, most strongly on the early edges
+    plain = derive_genotype(w, w)
+    assert cell_report(plain)["normal"] == {"parameter_free": 8, "skip_connect": 8}
+    assert "--max-skip 2" in collapse_warning(plain)
+    limited = derive_genotype(w, w, max_skip=2)
+    normal = cell_report(limited)["normal"]
+    assert normal["skip_connect"] == 2 and normal["parameter_free"] == 2
+    kept = [edge_index(k // 2, j) for k, (op, j) in enumerate(limited.normal) if op == "skip_connect"]
+    assert sorted(kept) == [0, 1]  # the two strongest skip weights
+    assert limited.reduce == plain.reduce  # the rule is for the normal cell only
+    assert collapse_warning(limited) is None
+    assert derive_genotype(w, w, max_skip=8) == plain
+    with pytest.raises(ValueError, match="max_skip"):
+        derive_genotype(w, w, max_skip=-1)

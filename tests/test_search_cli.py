@@ -74,7 +74,7 @@ def test_search_for_several_targets_measures_on_each(tmp_path: Path, capsys: pyt
     (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "--predictor names one predictor"),
     (["search", "--target", "onnxruntime,torch", "--form", "relative", "--target-ms", "5"], "several targets"),
     (["sweep", "--target", "onnxruntime,torch"], "latkit sweep takes one --target"),
-    (["sweep", "--target", "onnxruntime", "--form", "relative"], "--form relative needs --target-ms"),
+    (["sweep", "--target", "onnxruntime", "--form", "relative"], "relative form needs a target latency (--target-ms)"),
     (["search", "--target", " , "], "--target names no backend"),
     (["sweep", "--target", "onnxruntime", "--backends", "torch,nosuch"], "unknown backend 'nosuch' in --backends"),
     (["sweep", "--target", "onnxruntime", "--backends", "torch,torch/cpu"], "--backends names a backend twice"),
@@ -158,7 +158,7 @@ def test_sweep_refuses_bad_seeds(predictor_dir: Path, tmp_path: Path, capsys: py
     for bad in ("0,x", "1,1", "-1"):
         assert main(["sweep", "--target", "onnxruntime", "--predictor", str(predictor_dir), "--seeds", bad,
                      *TINY, "--out", str(tmp_path / "s")]) == 2
-        assert "--seeds must be" in capsys.readouterr().err
+        assert "seeds must be" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

@@ -93,6 +93,29 @@ def test_builder_settings_are_backend_options() -> None:
     assert TensorRTBackend().options() != TensorRTBackend(tf32=False).options()
 
 
+@pytest.mark.parametrize("option, message", [("workspace_mib=-1", "workspace_mib must be >= 1"),
+                                             ("optimization_level=9", "optimization_level must be 0..5")])
+def test_bad_builder_settings_are_one_line_before_any_build(option: str, message: str, tmp_path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from latkit.cli import main
+
+    assert main(["measure", "--backend", "tensorrt", "--count", "1", "-O", option, "--out",
+                 str(tmp_path / "t.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_measure_tensorrt_defaults_to_its_device_and_says_what_is_missing(tmp_path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from latkit.cli import main
+
+    if get_backend("tensorrt").availability()[0]:
+        pytest.skip("TensorRT is available here")
+    assert main(["measure", "--backend", "tensorrt", "--count", "1", "--out", str(tmp_path / "t.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latkit: error: backend 'tensorrt' on cuda is not available: ") and "not 'cpu'" not in err
+
+
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_engine_build_measure_and_parity(tmp_path) -> None:

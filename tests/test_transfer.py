@@ -11,15 +11,18 @@ from conftest import known_latency
 from latkit.cli import main
 from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
 from latkit.predictors import PredictorError, fit_dataset, make_predictor
-from latkit.predictors.fitting import fit_transfer, load_dir
-from latkit.predictors.transfer import TransferPredictor, op_groups
+from latkit.predictors.base import load_dir
+from latkit.predictors.fitting import fit_transfer
+from latkit.predictors.transfer import TransferPredictor
+from latkit.space import op_groups
 from latkit.space import encode, encode_many, sample
 
 
 def target_dataset(path: Path, latency, count: int, noise: float = 0.0) -> Path:
     """A dataset of ``count`` samples of seed 3 whose min_ms is ``latency(encoding)`` times (1 + noise)."""
     header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "torch", "device": "cpu",
-              "config": {"batch": 1}, "protocol": {}, "seed": 3, "sampler_version": 1, "environment": {"cpu": "T"}}
+              "config": {"batch": 1, "resolution": 32, "channels": 36, "layers": 20}, "protocol": {}, "seed": 3,
+              "sampler_version": 1, "environment": {"cpu": "T"}}
     writer, _ = open_writer(path, header)
     writer.compact_every = 10_000
     rng = np.random.default_rng(1)
@@ -27,7 +30,7 @@ def target_dataset(path: Path, latency, count: int, noise: float = 0.0) -> Path:
         g = sample(3, i)
         ms = float(latency(encode(g)[None])[0]) * (1 + noise * rng.standard_normal())
         writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(g), "backend": "torch",
-                       "device": "cpu", **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms",
+                       "device": "cpu", "batch": 1, "resolution": 32, "channels": 36, "layers": 20, **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms",
                                                           "iqm_ms")}, "std_ms": 0.0, "n": 1, "status": "ok",
                        "error": "", "timestamp": str(i), "run_id": "t"})
     writer.close()
@@ -141,3 +144,44 @@ def test_a_prior_names_its_device_for_a_transfer_across_devices() -> None:
     assert load_predictor("torch", device="cuda").meta["device"] == "cuda"  # the H200 dataset's predictor
     with pytest.raises(PredictorError, match="no embedded mlp predictor for onnxruntime on cuda"):
         load_predictor("onnxruntime", device="cuda")
+
+
+def test_few_rows_give_the_interval_level_they_can_guarantee(prior: Path, tmp_path: Path, capsys) -> None:
+    path = target_dataset(tmp_path / "five.parquet", lambda x: 2 * known_latency(x), 5)
+    predictor, _ = fit_transfer(path, [str(prior)])
+    assert predictor.meta["interval"]["level"] == pytest.approx(5 / 6)  # not the 90% asked: 5 rows cannot give it
+    assert main(["fit", "--dataset", str(path), "--prior", str(prior), "--out", str(tmp_path / "p")]) == 0
+    assert "83% interval" in capsys.readouterr().out
+
+
+def test_rows_all_left_out_as_disturbed_say_so(prior: Path, tmp_path: Path) -> None:
+    from latkit.datasets.store import load, write
+
+    path = target_dataset(tmp_path / "busy.parquet", known_latency, 20)
+    ds = load(path)
+    busy = ds.table.to_pylist()
+    for r in busy:
+        r.update(timing_ms=100.0, timing_cpu_ms=50.0)  # every timed loop got half a core
+    import pyarrow as pa
+
+    from latkit.datasets.store import COLUMNS, SCHEMA
+
+    header = dict(ds.header, protocol={"threads": 1, "min_cpu_share": 0.9})
+    write(path, header, pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in busy], schema=SCHEMA))
+    with pytest.raises(PredictorError, match=r"20 architectures were measured, but 20 of them got less than 90% of a "
+                                             r"core .* leaving 0; a transfer fit needs 3: measure more on a quiet core"):
+        fit_transfer(path, [str(prior)])
+
+
+def test_leave_one_out_residuals_are_those_of_refits() -> None:
+    from latkit.predictors.transfer import _solve
+
+    rng = np.random.default_rng(0)
+    a = np.column_stack([rng.uniform(1, 5, 15), np.ones(15), rng.integers(0, 2, (15, 6))])
+    y = a @ rng.normal(size=a.shape[1]) + rng.normal(0, 0.1, 15)
+    penalty = np.array([0.0, 0.0] + [0.5] * 6)  # scale and shift free, the corrections shrunk
+    _, loo = _solve(a, y, penalty)
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        coef = np.linalg.solve(a[rest].T @ a[rest] + np.diag(penalty), a[rest].T @ y[rest])
+        assert loo[i] == pytest.approx(y[i] - a[i] @ coef, rel=1e-8, abs=1e-10)

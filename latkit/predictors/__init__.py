@@ -2,6 +2,7 @@
 from latkit.predictors.base import Predictor, PredictorError
 from latkit.predictors.fitting import DEFAULT_STAT, fit_dataset, load_predictor, metrics
 from latkit.predictors.models import list_predictors, make_predictor
+from latkit.predictors.transfer import TransferPredictor
 
 __all__ = ["Predictor", "PredictorError", "DEFAULT_STAT", "fit_dataset", "load_predictor", "metrics",
-           "list_predictors", "make_predictor"]
+           "list_predictors", "make_predictor", "TransferPredictor"]

@@ -18,6 +18,9 @@ from latkit.errors import LatkitError
 from latkit.space import ENCODING_SIZE, ENCODING_VERSION
 
 META_FILE = "predictor.json"
+# kind -> class: each kind registers itself when its class is defined (latkit.predictors imports them all), so
+# loading a directory needs no module above this one
+KINDS: dict[str, type["Predictor"]] = {}
 
 
 class PredictorError(LatkitError):
@@ -29,6 +32,11 @@ class Predictor(ABC):
 
     kind: ClassVar[str]
     differentiable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "kind", ""):
+            KINDS[cls.kind] = cls
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params
@@ -89,12 +97,15 @@ class Predictor(ABC):
         return x
 
 
-def conformal_rel(residual_rel: np.ndarray, level: float) -> float:
-    """The split-conformal half-width: the ceil((n + 1) level)-th smallest relative residual (|y - pred| / pred),
-    so that a new architecture's latency falls within prediction * (1 -+ it) with probability >= ``level``."""
+def conformal_rel(residual_rel: np.ndarray, level: float) -> tuple[float, float]:
+    """The split-conformal half-width and the level it guarantees: the ceil((n + 1) level)-th smallest relative
+    residual (|y - pred| / pred), so that a new architecture's latency falls within prediction * (1 -+ it) with
+    probability >= ``level``. With fewer than ``level / (1 - level)`` residuals (9 at 90%) no finite width reaches
+    ``level``: the largest residual is returned with the level it does guarantee, ``n / (n + 1)``."""
     scores = np.sort(np.abs(np.asarray(residual_rel, dtype=np.float64)))
-    k = int(np.ceil((len(scores) + 1) * level))
-    return float(scores[min(k, len(scores)) - 1])
+    n = len(scores)
+    k = int(np.ceil((n + 1) * level))
+    return (float(scores[k - 1]), level) if k <= n else (float(scores[-1]), n / (n + 1))
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -103,9 +114,32 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise PredictorError(f"{directory} is not a saved predictor (no {META_FILE})") from None
-    except json.JSONDecodeError as exc:
-        raise PredictorError(f"{path} is corrupt: {exc.msg}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PredictorError(f"{path} is corrupt: {getattr(exc, 'msg', None) or exc.reason}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or not isinstance(doc.get("params"), dict) \
+            or not isinstance(doc.get("meta"), dict):
+        raise PredictorError(f"{path} is not a latkit predictor: it needs an object with 'kind' (a string), 'params' "
+                             "and 'meta' (objects)")
     if doc.get("encoding_version") != ENCODING_VERSION:
         raise PredictorError(f"{directory} uses encoding v{doc.get('encoding_version')}, latkit uses "
                              f"v{ENCODING_VERSION}: refit it")
     return doc
+
+
+def load_dir(directory: str | Path) -> Predictor:
+    """The predictor saved in ``directory`` (any kind, a transfer predictor's priors included)."""
+    doc = read_meta(directory)
+    if doc["kind"] not in KINDS:
+        raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r} (known: {', '.join(KINDS)})")
+    try:
+        predictor = KINDS[doc["kind"]](**doc["params"])
+    except (TypeError, ValueError) as exc:
+        raise PredictorError(f"{directory}: parameters that a {doc['kind']} predictor does not take ({exc})") from None
+    predictor.meta = doc["meta"]
+    try:
+        predictor._load_weights(Path(directory))
+    except Exception as exc:  # safetensors, torch and xgboost each raise their own on a corrupt or missing file
+        message = " ".join(str(exc).split())[:200]
+        raise PredictorError(f"{directory}: the {doc['kind']} predictor's weights cannot be read "
+                             f"({type(exc).__name__}: {message}); refit it") from None
+    return predictor

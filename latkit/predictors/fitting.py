@@ -11,8 +11,9 @@ import numpy as np
 from scipy import stats as sstats
 
 from latkit.datasets.store import STAT_COLUMNS, Dataset, load
-from latkit.predictors.base import Predictor, PredictorError, conformal_rel, read_meta
-from latkit.predictors.models import PREDICTORS, make_predictor, timed_fit
+from latkit.predictors.base import Predictor, PredictorError, conformal_rel, load_dir
+from latkit.predictors.models import make_predictor, timed_fit
+from latkit.predictors.transfer import MIN_ROWS, TransferPredictor
 from latkit.space import encode_many, parse
 
 # Latency a predictor learns by default: the minimum of the timed runs. On this shared CPU it is 10x more
@@ -22,6 +23,8 @@ LATENCY_STATS = tuple(c for c in STAT_COLUMNS if c != "std_ms")  # what a predic
 HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
 INTERVAL_LEVEL = 0.9  # the prediction interval every fitted predictor carries
 INTERVAL_FOLDS = 5
+# from-scratch predictors below this many rows are mostly noise: latkit says so and suggests a transfer fit
+FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60}
 
 
 def undisturbed(ds: Dataset) -> np.ndarray:
@@ -108,6 +111,10 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
     predictor.meta = _meta(ds, path, stat, normalised, i_tr[pick], y_tr[pick], None, fit_s, report)
     predictor.meta["interval"] = cross_conformal(kind, params, x_tr[pick], y_tr[pick], seed)
     predictor.meta["held_out"] = held_out = scored(predictor, x[test], y[test], clean[test])
+    if len(pick) < FEW_ROWS[kind]:
+        predictor.meta["warnings"] = [f"{len(pick)} architectures are few for a from-scratch {kind} (its errors are "
+                                      f"mostly noise below {FEW_ROWS[kind]}); a transfer fit from an existing "
+                                      "predictor needs far fewer: --prior BACKEND"]
     return predictor, held_out
 
 
@@ -138,8 +145,8 @@ def cross_conformal(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndar
         model.fit(x[fold != k], y[fold != k], seed)
         pred = model.predict_ms(x[fold == k])
         residual[fold == k] = (y[fold == k] - pred) / pred
-    return {"level": level, "rel": conformal_rel(residual, level), "method": f"{folds}-fold cross-conformal",
-            "n": int(len(y))}
+    rel, honest = conformal_rel(residual, level)
+    return {"level": honest, "rel": rel, "method": f"{folds}-fold cross-conformal", "n": int(len(y))}
 
 
 def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.ndarray, y: np.ndarray,
@@ -169,21 +176,25 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
     (no rows are held out); with it, ``train_size`` rows of the training split are used and the fixed held-out split
     scores the result, as for ``fit_dataset``. Returns the predictor and its held-out scores (None without them).
     """
-    from latkit.predictors.transfer import TransferPredictor
-
     ds = load(path)
     x, y, index, clean = dataset_xy(ds, stat, normalised)
     loaded = [load_predictor(p, device=ds.header.get("device", "cpu"), kind=prior_kind) for p in priors]
     predictor = TransferPredictor(loaded)
     if train_size is None:
         rows, test = np.flatnonzero(clean), None
+        if len(rows) < MIN_ROWS <= len(y):
+            share = ds.header.get("protocol", {}).get("min_cpu_share", 0)
+            raise PredictorError(f"{path}: {len(y)} architectures were measured, but {len(y) - len(rows)} of them got "
+                                 f"less than {share:.0%} of a core in every timed loop (slowed by other work on the "
+                                 f"machine) and are left out, leaving {len(rows)}; a transfer fit needs {MIN_ROWS}: "
+                                 "measure more on a quiet core (--pin-cpu) into the same file")
     else:
         train, test = split(index, clean)
         rows = np.flatnonzero(train)[training_subset(int(train.sum()), train_size, seed)]
     report, fit_s = timed_fit(predictor, x[rows], y[rows], seed)
     held_out = None if test is None else scored(predictor, x[test], y[test], clean[test])
     predictor.meta = _meta(ds, path, stat, normalised, index[rows], y[rows], held_out, fit_s, report)
-    predictor.meta["interval"] = {"level": predictor.params["level"], "rel": predictor.interval_rel,
+    predictor.meta["interval"] = {"level": predictor.interval_level, "rel": predictor.interval_rel,
                                   "method": "leave-one-out conformal", "n": int(len(rows))}
     predictor.meta["priors"] = [{"spec": spec, "kind": p.kind, "backend": p.meta.get("backend"),
                                  "device": p.meta.get("device"), "config": p.meta.get("config"),
@@ -191,21 +202,6 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
     return predictor, held_out
 
 
-# from-scratch predictors below this many rows are mostly noise: latkit says so and suggests a transfer fit
-FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60}
-
-
-def load_dir(directory: str | Path) -> Predictor:
-    from latkit.predictors.transfer import TransferPredictor
-
-    doc = read_meta(directory)
-    kinds = {**PREDICTORS, TransferPredictor.kind: TransferPredictor}
-    if doc["kind"] not in kinds:
-        raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r}")
-    predictor = kinds[doc["kind"]](**doc["params"])
-    predictor.meta = doc["meta"]
-    predictor._load_weights(Path(directory))
-    return predictor
 
 
 def default_name(backend: str, device: str, kind: str) -> str:

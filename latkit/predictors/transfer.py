@@ -19,26 +19,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from scipy.linalg import cho_factor, cho_solve
+from threadpoolctl import threadpool_limits
 
-from latkit.predictors.base import Predictor, PredictorError, conformal_rel
-from latkit.space import EDGES_PER_CELL, ENCODING_SIZE, NODES, PRIMITIVES
+from latkit.predictors.base import Predictor, PredictorError, conformal_rel, load_dir
+from latkit.space import ENCODING_SIZE, op_groups
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 3))  # ridge strengths tried for each correction (times n)
 MIN_ROWS = 3  # a scale and a shift need 2; one more to leave one out
-
-
-def op_groups() -> np.ndarray:
-    """The ``(224, 28)`` 0/1 matrix that sums an encoding into per-group op counts: per cell type and op, how often
-    the op reads a cell input (node 0 or 1; strided in a reduction cell) and how often an intermediate node.
-    Backends differ mostly in what each kind of op costs, which these 28 counts identify from a handful of rows
-    where 224 per-edge costs cannot; being linear in the encoding, they keep the predictor differentiable."""
-    from_input = [j < 2 for node in range(NODES) for j in range(node + 2)]
-    m = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), 2, 2, len(PRIMITIVES) - 1))
-    for c in range(2):
-        for e in range(EDGES_PER_CELL):
-            for o in range(1, len(PRIMITIVES)):
-                m[c, e, o, c, 0 if from_input[e] else 1, o - 1] = 1.0
-    return m.reshape(ENCODING_SIZE, -1)
 
 
 def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +54,7 @@ class TransferPredictor(Predictor):
         self.coef = np.zeros(0)  # scale per prior, then the shift (ms)
         self.delta = np.zeros(ENCODING_SIZE)  # correction per (cell, edge, op), ms
         self.interval_rel = float("nan")  # half-width of the prediction interval, relative to the prediction
+        self.interval_level = float("nan")  # the coverage it guarantees: the asked level, or less with few rows
 
     @property
     def differentiable(self) -> bool:  # type: ignore[override]
@@ -75,7 +63,12 @@ class TransferPredictor(Predictor):
     def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
         """Choose, by exact leave-one-out MAPE, which prior to rescale (with several: each alone, or all together)
         and how strongly to shrink a per-group and a per-edge correction (or to leave them out); the chosen fit's
-        leave-one-out residuals give the interval."""
+        leave-one-out residuals give the interval. The solves are tiny: BLAS runs them on one thread (its threads
+        spinning for a busy core once held a fit for minutes)."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(x, y_ms)
+
+    def _fit(self, x: np.ndarray, y_ms: np.ndarray) -> dict[str, Any]:
         x = self._check_input(x).astype(np.float64)
         y = np.asarray(y_ms, dtype=np.float64)
         if not self.priors:
@@ -123,7 +116,7 @@ class TransferPredictor(Predictor):
         if a_edge is not None:
             self.delta += rest
         pred = self.predict_ms(x)
-        self.interval_rel = conformal_rel(loo / pred, self.params["level"])
+        self.interval_rel, self.interval_level = conformal_rel(loo / pred, self.params["level"])
         return {"loo_mape_pct": 100 * score, "group_ridge": a_group, "edge_ridge": a_edge, "priors_used": list(subset),
                 "scales": self.coef[:-1].tolist(), "shift_ms": float(self.coef[-1])}
 
@@ -155,8 +148,6 @@ class TransferPredictor(Predictor):
             prior.save(directory / f"prior_{i}")
 
     def _load_weights(self, directory: Path) -> None:
-        from latkit.predictors.fitting import load_dir
-
         t = load_file(str(directory / "weights.safetensors"))
         self.coef, self.delta, self.interval_rel = t["coef"].numpy(), t["delta"].numpy(), float(t["interval_rel"][0])
         self.priors = [load_dir(p) for p in sorted(directory.glob("prior_*"), key=lambda p: int(p.name[6:]))]

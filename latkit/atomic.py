@@ -1,0 +1,44 @@
+"""Files replaced whole: a reader (or a crash) sees the old file or the new one, never a part of either."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a new or renamed file in ``directory`` survive a power loss (POSIX only)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``path`` to write to; when the block ends without an error the file is
+    fsync'd, renamed over ``path`` and the directory fsync'd; otherwise it is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` with ``data``, atomically and durably."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
