@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latkit.backends.base import ModelSource, Runner
+from latkit.backends.base import Backend, ModelSource, Runner
 from latkit.backends.eager import TorchBackend, _TorchRunner
 from latkit.errors import LatkitError
 
@@ -44,6 +44,11 @@ class TorchCompileBackend(TorchBackend):
     def _check_options(self) -> None:
         if self.opts.mode not in MODES:
             raise LatkitError(f"torch-compile mode must be one of {', '.join(MODES)}, got {self.opts.mode!r}")
+        if self.opts.mode == "reduce-overhead" and self.device != "cuda":
+            raise LatkitError("torch-compile mode reduce-overhead replays CUDA graphs: it needs --device cuda")
+
+    def options(self) -> dict[str, object]:
+        return Backend.options(self)
 
     def _available_impl(self) -> tuple[bool, str]:
         if self.device == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):

@@ -1,10 +1,27 @@
-"""PyTorch eager: the network as built, on cpu or cuda (cudnn.benchmark on, CUDA events on the runner's stream)."""
+"""PyTorch eager: the network as built, on cpu or cuda (cudnn.benchmark on, CUDA events on the runner's stream).
+
+At batch 1 on a GPU, eager torch times the host's kernel-launch path, not the GPU (RESULTS, "GPU: torch on an
+H200"). The ``cuda_graph`` option captures one forward in a CUDA graph after warm-up (``torch.cuda.graphs``: warm up
+on a side stream, capture on the runner's stream) and times its replays: the GPU's own time.
+"""
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import torch
 
 from latkit.backends.base import Backend, ModelSource, Runner
+from latkit.errors import LatkitError
 from latkit.network import Network
+
+GRAPH_WARMUP_RUNS = 3  # eager forwards on a side stream before capture (cudnn.benchmark picks its algorithms here)
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """``cuda_graph``: time replays of one captured forward (cuda only)."""
+
+    cuda_graph: bool = False
 
 
 class _TorchRunner(Runner):
@@ -37,9 +54,48 @@ class _TorchRunner(Runner):
             self.model(self.x)
 
 
+class _GraphRunner(_TorchRunner):
+    """One forward captured in a CUDA graph on the runner's stream; ``run`` replays it on the current stream, which
+    ``activate`` makes the runner's. A duet's reference, prepared beside it, shares that stream."""
+
+    def capture(self) -> None:
+        """Warm up on a side stream, then capture one forward on the runner's stream (torch.cuda.graphs' recipe)."""
+        self.activate()
+        try:
+            with torch.no_grad():
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(GRAPH_WARMUP_RUNS):
+                        self.model(self.x)
+                torch.cuda.current_stream().wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph, stream=self.stream):
+                    self.y = self.model(self.x)  # the graph's output buffer, kept with it
+            torch.cuda.synchronize()
+        finally:
+            self.deactivate()
+
+    def run(self) -> None:
+        self.graph.replay()
+
+    def close(self) -> None:
+        self.graph = self.y = None
+
+
 class TorchBackend(Backend):
     name = "torch"
     reads = "network"
+    Options = TorchOptions
+
+    def _check_options(self) -> None:
+        if self.opts.cuda_graph and self.device != "cuda":
+            raise LatkitError(f"torch's cuda_graph option replays GPU work: it needs --device cuda, not "
+                              f"{self.device!r}")
+
+    def options(self) -> dict[str, object]:
+        """Only a setting away from the default is recorded, so eager datasets keep the identity they had."""
+        return {k: v for k, v in asdict(self.opts).items() if v != getattr(TorchOptions(), k)}
 
     def _available_impl(self) -> tuple[bool, str]:
         return True, ""
@@ -54,4 +110,8 @@ class TorchBackend(Backend):
     def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         model = source.network.to(self.device)
         x = torch.randn(source.input_shape, device=self.device)
+        if self.opts.cuda_graph:
+            runner = _GraphRunner(model, x, self.device, self.threads, beside)
+            runner.capture()
+            return runner
         return _TorchRunner(model, x, self.device, self.threads, beside)

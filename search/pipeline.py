@@ -8,7 +8,7 @@ from typing import Any, Callable
 from latkit.backends.timing import MeasureProtocol
 from latkit.backends.registry import backend_class, get_backend, list_backends, parse_backend_list
 from latkit.errors import LatkitError
-from latkit.measure import time_genotype
+from latkit.measure import Reference, reference_source, time_genotype
 from latkit.network import NetConfig, build, count_params
 from latkit.search.searcher import cell_report
 from latkit.space import PUBLISHED, Genotype, encode_many, parse
@@ -24,13 +24,19 @@ def deployment_config(predictor: Any) -> NetConfig:
 
 
 def measure_ms(backend_name: str, device: str, genotype: Genotype, config: NetConfig) -> dict[str, float]:
-    """Latency of a genotype on a backend through latkit's own measurement path (default protocol)."""
+    """Latency of a genotype on a backend through latkit's own measurement path: the campaign protocol, beside
+    DARTS_V2 (``ratio``: its min in DARTS_V2's units from the same window, which a slow host state does not move)."""
     backend = get_backend(backend_name, device)
     backend.check_available()
-    row = time_genotype(backend, genotype, config, MeasureProtocol())
+    reference = Reference(backend, reference_source(config))
+    try:
+        row = time_genotype(backend, genotype, config, MeasureProtocol(), reference=reference)
+    finally:
+        reference.close()
     if row["status"] != "ok":
         raise LatkitError(f"measuring on {backend_name}/{device} failed: {row['error']}")
-    return {"min_ms": row["min_ms"], "median_ms": row["median_ms"]}
+    return {"min_ms": row["min_ms"], "median_ms": row["median_ms"], "ratio": row["ratio"],
+            "reference_min_ms": row["ref_min_ms"]}
 
 
 def check_target(target: str, device: str) -> None:
@@ -182,7 +188,7 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
         return job
 
     def measure_job(backend: str, device: str, genotype: str) -> Job:
-        return lambda job_log: measure_ms(backend, device, parse(genotype), config)["min_ms"]
+        return lambda job_log: measure_ms(backend, device, parse(genotype), config)
 
     runs = [(lam, seed) for seed in seeds for lam in lambdas]
     results = parallel([search_job(lam, seed) for lam, seed in runs])
@@ -198,10 +204,12 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     measured = {(g, f"{b}/{d}"): next(ms) for g in distinct for b, d in backends}
     rows = []
     for (name, seed, genotype), trained in zip(candidates, trained_all):
-        latencies = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"] for b, d in backends}
+        latencies = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"]["min_ms"] for b, d in backends}
+        ratios = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"]["ratio"] for b, d in backends}
         rows.append({"name": name, "seed": seed, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
                      "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
-                     "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies})
+                     "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies,
+                     "latency_ratio": ratios})
         log(f"{name} (seed {seed}): accuracy {100 * trained['test_accuracy']:.2f}%, "
             f"{target} {rows[-1]['measured_ms']:.3f} ms")
     trained_config = dict(trained_all[-1]["config"], data=search["data"], epochs=train["epochs"])

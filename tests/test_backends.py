@@ -118,3 +118,45 @@ def test_fingerprint_tells_cpus_of_one_model_name_apart() -> None:
     assert not any(f"{round(float(v))} MHz" in env["cpu_id"] and "max" not in env["cpu_id"] for v in live)
     cpu_id.cache_clear()
     assert cpu_id() == env["cpu_id"]  # read again: the same identity (the live clock is not part of it)
+
+
+def test_cuda_graph_is_a_cuda_option_recorded_only_when_on(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    from latkit.cli import main
+
+    assert get_backend("torch").options() == {} and get_backend("torch", "cuda").options() == {}  # eager: as before
+    graph = get_backend("torch", "cuda", options={"cuda_graph": "true"})
+    assert graph.options() == {"cuda_graph": True}  # part of the dataset's identity
+    assert main(["measure", "--backend", "torch", "-O", "cuda_graph=true", "--count", "1", "--out",
+                 str(tmp_path / "g.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cuda_graph option replays GPU work: it needs --device cuda" in err
+    with pytest.raises(LatkitError, match="reduce-overhead replays CUDA graphs"):
+        get_backend("torch-compile", options={"mode": "reduce-overhead"})
+    assert get_backend("torch-compile", "cuda", options={"mode": "reduce-overhead"}).options()["mode"] == \
+        "reduce-overhead"
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_the_forward_and_the_duet_shares_its_stream() -> None:
+    from latkit.backends.timing import measure
+    from latkit.measure import Reference, reference_source
+
+    config = NetConfig(layers=5, channels=8, resolution=16)
+    backend = get_backend("torch", "cuda", options={"cuda_graph": "true"})
+    network = build(sample(0, 3), config).cuda().eval()
+    reference = Reference(backend, reference_source(config))
+    ref_runner = reference.runner()
+    runner = backend.prepare(network, beside=ref_runner)
+    assert runner.stream is ref_runner.stream  # the reference alternates on the model's stream
+    runner.x.normal_()  # replays read the captured input buffer: new values, same graph
+    with torch.no_grad():
+        expected = network(runner.x)
+    runner.activate()
+    runner.run()
+    runner.deactivate()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(runner.y, expected, rtol=1e-3, atol=1e-4)  # cuDNN may pick other algorithms
+    timing = measure(runner, MeasureProtocol(warmup_runs=2, warmup_ms=0, repeats=10), ref_runner)
+    assert timing.stats.min_ms > 0 and timing.reference.min_ms > 0
+    runner.close()
+    reference.close()
