@@ -233,3 +233,14 @@ def test_a_slot_that_cannot_start_is_one_line_in_bounded_time(cluster: Any, tmp_
                          start_timeout_s=3)
     assert time.monotonic() - started < 60 and "\n" not in str(info.value)
     assert not out.exists() and not journal_path(out).exists()
+
+
+def test_a_slot_of_two_threads_holds_two_cores(cluster: Any, tmp_path: Path) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    out = tmp_path / "threads.parquet"
+    two = Spec("onnxruntime", "cpu", {}, TINY, MeasureProtocol(warmup_runs=1, warmup_ms=0.0, repeats=2, threads=2), 0)
+    result = run_campaign_ray(two, count=2, out=str(out), workers=1, reference_every=0, repeat_every=0)
+    assert result.measured == 2
+    (run,) = load(out).runs.values()
+    assert len(run["cpus"]) == 2 and run["protocol"]["threads"] == 2  # one core per thread, none shared unnoticed
