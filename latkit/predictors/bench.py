@@ -11,7 +11,9 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import (DEFAULT_STAT, coverage_pct, cross_conformal, dataset_xy, held_out_scores,
                                       metrics, scored, split, training_subset)
-from latkit.predictors.models import list_predictors, make_predictor, timed_fit
+from latkit.predictors.base import PredictorError
+from latkit.predictors.models import PREDICTORS, list_predictors, make_predictor, timed_fit
+from latkit.predictors.transfer import MIN_ROWS
 
 SIZES = (250, 500, 1000, 2000, None)  # None: every training row
 THROUGHPUT_ROWS = 100_000
@@ -30,7 +32,13 @@ def throughput(predictor: Any, x: np.ndarray) -> float:
 
 def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, sizes: Iterable[int | None] = SIZES,
         stat: str = DEFAULT_STAT, seed: int = 0, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One row per (dataset, predictor, training size) with held-out metrics, fit time and throughput."""
+    """One row per (dataset, predictor, training size; None: all) with held-out metrics, fit time and throughput."""
+    sizes, kinds = list(sizes), None if kinds is None else list(kinds)
+    if any(size is not None and size < 2 for size in sizes):
+        raise PredictorError(f"training sizes must be >= 2 (or all), got {sizes}")
+    unknown = sorted(set(kinds or []) - set(PREDICTORS))
+    if unknown:
+        raise PredictorError(f"unknown predictor(s) {', '.join(unknown)} (known: {', '.join(PREDICTORS)})")
     rows = []
     for path in datasets:
         ds = load(path)
@@ -146,6 +154,12 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
     (fitted here on its training split) to N target rows, over ``draws`` random draws and once with the diverse
     design, against a from-scratch additive fit on the same rows and the target's full-data MLP; scored on the
     target's fixed held-out split (undisturbed rows), with the 90% interval's coverage."""
+    datasets, sizes = list(datasets), list(sizes)
+    if len(datasets) < 2:
+        raise PredictorError("a transfer benchmark needs at least two datasets (--dataset, repeatable)")
+    if min(sizes) < MIN_ROWS:
+        raise PredictorError(f"transfer sizes must be >= {MIN_ROWS} (a transfer fit needs {MIN_ROWS} rows), got "
+                             f"{sizes}")
     from latkit.predictors.transfer import TransferPredictor
     from latkit.selection import d_optimal, design_features
     from latkit.space import parse
