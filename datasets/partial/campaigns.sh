@@ -9,7 +9,6 @@ P=datasets/partial
   $LATKIT measure --backend torch --count 3000 --pin-cpu 1 --out $P/torch_cpu_b1_r32_c36_l20.parquet
 ) > $P/core1.log 2>&1 &
 (
-  $LATKIT measure --backend onnxruntime --layers 8 --channels 16 --count 500 --pin-cpu 0 --out $P/onnxruntime_cpu_b1_r32_c16_l8.parquet
   $LATKIT measure --backend onnxruntime --batch 8 --count 500 --pin-cpu 0 --out $P/onnxruntime_cpu_b8_r32_c36_l20.parquet
   $LATKIT measure --backend onnxruntime --count 3000 --pin-cpu 0 --out $P/onnxruntime_cpu_b1_r32_c36_l20.parquet
 ) > $P/core0.log 2>&1 &
