@@ -46,7 +46,10 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
 
 def drift(ds: Dataset, stat: str = "median_ms", normalised: bool = True) -> dict[str, float]:
     """The reference architecture's rows (DARTS_V2 timed as a sample, every K samples): spread over the campaign,
-    relative to their median; of the normalised latency where the dataset is a duet (``normalised``)."""
+    relative to their median. Raw, it is the host's drift. Normalised (``normalised``, a duet dataset), DARTS_V2 is
+    timed beside itself, so its ratio is 1 by construction: the spread is the duet's own noise over the campaign,
+    not a drift (a fixed architecture's normalised drift shows in the noise floor, whose re-measured pairs are often
+    hours apart)."""
     t = ds.table
     mask = [k == "reference" and s == "ok" for k, s in zip(t.column("kind").to_pylist(), t.column("status").to_pylist())]
     return _spread(ds.latency_ms(t, stat, normalised)[np.asarray(mask, dtype=bool)], "timings")
@@ -263,7 +266,9 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
     for key, label in [("drift", "normalised"), ("drift_raw", "raw")] if ds.duet else [("drift", "")]:
         dr = s[key]
         if dr.get("timings"):
-            lines.append(f"- drift of {h.get('reference')} timed as a sample ({', '.join(filter(None, ['min_ms', label]))}"
+            what = ("the duet's own noise: DARTS_V2 beside itself" if label == "normalised"
+                    else "the host's drift" if label == "raw" else "drift")
+            lines.append(f"- {what}, {h.get('reference')} timed as a sample ({', '.join(filter(None, ['min_ms', label]))}"
                          f", {dr['timings']} timings): median {dr['median_ms']:.3f} ms, first {dr['first_ms']:.3f}, "
                          f"last {dr['last_ms']:.3f}, max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%")
     rw = s["reference_windows"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -96,12 +97,25 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+# Live readings that fingerprints before 2026-11-27 recorded and resumes then compared: a CPU's current clock at the
+# end of cpu_id, a GPU's current SM and memory clocks. They changed between readings, so they are no identity.
+LIVE_KEYS = frozenset({"clocks.sm", "clocks.mem"})
+LIVE_MHZ = r", \d+ MHz$"
+
+
 def upgrade(header: dict[str, Any]) -> dict[str, Any]:
     """A header as this version writes it: a protocol without ``duet`` (files measured before the duet protocol)
-    says ``duet: False``, the solo protocol it was measured with."""
+    says ``duet: False``, the solo protocol it was measured with; the live clock readings older fingerprints held
+    are dropped from the identity (each run's own provenance keeps what it recorded)."""
     protocol = header.get("protocol")
     if isinstance(protocol, dict) and "duet" not in protocol:
         header = dict(header, protocol={**protocol, "duet": False})
+    env = header.get("environment")
+    if isinstance(env, dict) and (LIVE_KEYS & env.keys() or re.search(LIVE_MHZ, str(env.get("cpu_id", "")))):
+        env = {k: v for k, v in env.items() if k not in LIVE_KEYS}
+        if "cpu_id" in env:
+            env["cpu_id"] = re.sub(LIVE_MHZ, "", str(env["cpu_id"]))
+        header = dict(header, environment=env)
     return header
 
 
@@ -482,13 +496,14 @@ def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, r
         journal = _read_journal(path)
         if path.exists() or journal.header is not None or journal.rows:
             existing = load(path)
-            diff = header_diff(existing.header, header, with_environment=not force)
+            diff = header_diff(existing.header, upgrade(header), with_environment=not force)
             held, asked = protocol_name(existing.header), protocol_name(header)
             if "protocol" in diff and held != asked:
                 raise DatasetError(f"{path} holds rows measured with the {held} protocol, this run measures with the "
                                    f"{asked} protocol (duet: each architecture timed beside the reference); measure "
                                    f"into another --out, or resume it with its own protocol"
-                                   + (" (--solo)" if held == "solo" else ""))
+                                   + (" (latkit measure --solo; latkit bench without --reference)"
+                                      if held == "solo" else ""))
             if diff:
                 hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force continues anyway)"
                 raise DatasetError(f"{path} was measured with a different {', '.join(diff)}; use another --out{hint}")

@@ -52,23 +52,27 @@ def time_model(model: Any, backend: str = "onnxruntime", device: str = "cpu", *,
     return LatencyStats(**{k: row[k] for k in LatencyStats.__dataclass_fields__})
 
 
-CALIBRATION_WINDOWS = 5  # timings of the reference whose median min_ms is "the reference here now"
+CALIBRATION_WINDOWS = 5  # duet windows of the reference whose median is "the reference here now"
 
 
 def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, float]:
     """Scale a predictor's milliseconds to this machine, now.
 
     A predictor fitted on a duet dataset predicts normalised milliseconds: ratios to the reference timed beside
-    each architecture, times the reference's baseline on the host that measured the dataset. This times that
-    reference (DARTS_V2 at the predictor's network configuration, on its backend, device and options, with its
-    protocol; the median of ``windows`` minima) here, and returns ``{"reference_ms": ..., "baseline_ms": ...,
-    "scale": reference_ms / baseline_ms}``: multiply a prediction by ``scale`` for this machine's milliseconds.
-    Use it when the absolute latency matters on a host other than the dataset's, or on a day it runs slower; a search
-    penalty needs none (it divides by the predicted DARTS_V2 latency).
+    each architecture, times the reference's baseline on the host that measured the dataset (a low percentile of
+    the statistic it learned, over the reference's windows). This times that reference here the way its windows were
+    timed there: DARTS_V2 at the predictor's network configuration, on its backend, device and options, with its
+    protocol, beside another DARTS_V2 (a duet), ``windows`` times; the median of the reference's statistic is
+    ``reference_ms``. Returns ``{"reference_ms": ..., "baseline_ms": ..., "scale": reference_ms / baseline_ms}``:
+    multiply a prediction by ``scale`` for this machine's milliseconds. Use it when the absolute latency matters on a
+    host other than the dataset's, or on a day it runs slower; a search penalty needs none (it divides by the
+    predicted DARTS_V2 latency).
     """
     import numpy as np
 
-    from latkit.measure import REFERENCE
+    from latkit.backends.registry import get_backend
+    from latkit.measure import REFERENCE, Reference, reference_source, time_genotype
+    from latkit.space import PUBLISHED
 
     meta = predictor.meta
     if not meta.get("normalised"):
@@ -80,7 +84,17 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
     protocol = MeasureProtocol(**{k: v for k, v in meta.get("protocol", {}).items() if k in known})
     options = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in meta.get("backend_options", {}).items()}
     config = NetConfig(**meta["config"])
-    minima = [time_model(REFERENCE, meta["backend"], meta["device"], config=config, protocol=protocol,
-                         **options).min_ms for _ in range(windows)]
-    here = float(np.median(minima))
+    backend = get_backend(meta["backend"], meta["device"], protocol.threads, options)
+    backend.check_available()
+    reference = Reference(backend, reference_source(config))
+    try:
+        reference.check(protocol)
+        rows = [time_genotype(backend, PUBLISHED[REFERENCE], config, protocol, "calibration", reference)
+                for _ in range(windows)]
+    finally:
+        reference.close()
+    failed = [r["error"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise LatkitError(f"{meta['backend']}/{meta['device']} cannot time the reference here: {failed[0]}")
+    here = float(np.median([r[f"ref_{meta['stat']}"] for r in rows]))
     return {"reference_ms": here, "baseline_ms": float(meta["baseline_ms"]), "scale": here / meta["baseline_ms"]}

@@ -71,9 +71,12 @@ class Job:
 
 @dataclass(frozen=True)
 class Died:
-    """What a job returns when its worker died under it (killed, out of memory, a crash in the runtime)."""
+    """What a job returns when it was lost with a worker (killed, out of memory, a crash in the runtime):
+    ``its_own`` when the worker that ran it died (the architecture may have killed it), False when another died
+    under it (a builder whose prebuilt model it waited for)."""
 
     reason: str
+    its_own: bool = True
 
 
 class Worker:
@@ -288,7 +291,7 @@ class _Engine:
         self.queue: collections.deque[Job] = collections.deque()
         self.repeats: collections.deque[Job] = collections.deque()
         self.since_reference: dict[str, int] = {}  # worker -> samples since its last reference row
-        self.deaths: collections.Counter[Job] = collections.Counter()
+        self.deaths: collections.Counter[int] = collections.Counter()  # sample index -> workers it was lost with
         self.finished = self.failures = self.streak = self.requeued = self.killers = 0
 
     def drive(self, todo: list[int]) -> None:
@@ -320,16 +323,19 @@ class _Engine:
         return self.queue.popleft() if self.queue else None
 
     def lost(self, job: Job, died: Died) -> dict[str, Any] | None:
-        """A job whose worker died: queued again at the front, or (after ``max_deaths`` deaths) its error row."""
+        """A job lost with a worker: queued again at the front; an architecture whose own worker died under it
+        ``max_deaths`` times (as a sample or a repeat) becomes its error row instead."""
+        if job.kind == "reference":
+            return None  # a reference comes first on the dead worker's replacement (a new worker id) anyway
+        if died.its_own:
+            self.deaths[job.index] += 1
+            if self.deaths[job.index] >= self.max_deaths:
+                self.killers += 1
+                return dict(failed_columns(f"WorkerDied: {job.kind} {job.index} killed its worker "
+                                           f"{self.deaths[job.index]} times (last: {died.reason})"),
+                            genotype=str(sample(self.seed, job.index)), timestamp=now())
         self.requeued += 1
-        self.deaths[job] += 1
-        if job.kind != "reference" and self.deaths[job] >= self.max_deaths:
-            self.killers += 1
-            return dict(failed_columns(f"WorkerDied: {job.kind} {job.index} killed its worker {self.deaths[job]} "
-                                       f"times (last: {died.reason})"),
-                        genotype=str(sample(self.seed, job.index)), timestamp=now())
-        if job.kind != "reference":  # a reference comes first on the dead worker's replacement anyway
-            (self.queue if job.kind == "sample" else self.repeats).appendleft(job)
+        (self.queue if job.kind == "sample" else self.repeats).appendleft(job)
         return None
 
     def land(self, worker: str, job: Job, cols: dict[str, Any]) -> None:

@@ -284,7 +284,8 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
                       f"{nf['p90_ape_pct']:.2f}%; two measurements of one architecture), single measurement "
                       f"{nf['single_mape_pct']:.2f}% (pair / sqrt 2)", highlight=False)
         if dr.get("timings"):
-            console.print(f"{label}drift ({dr['timings']} timings of {h.get('reference')} as a sample): median "
+            what = "the duet's own noise (DARTS_V2 beside itself)" if label == norm and norm else f"{label}drift"
+            console.print(f"{what}: {dr['timings']} timings of {h.get('reference')} as a sample, median "
                           f"{dr['median_ms']:.3f} ms, max deviation {dr['max_dev_pct']:.2f}%, CV {dr['cv_pct']:.2f}%",
                           highlight=False)
     rw = s["reference_windows"]

@@ -218,6 +218,7 @@ class RayExecutor:
             self.admit(*self.start_slot())
         if not self.slots:
             raise LatkitError(f"every worker was refused: {self.refused[0]}")
+        self.workers = len(self.slots)
         self.builders = [self.start_builder() for _ in range(self.n_builders)]
         self.lookahead = self.ahead * len(self.slots) if self.builders else 0
         where = ", ".join(f"{r['host']}:{','.join(map(str, r['cpus'] or []))}" for r in self.runs.values())
@@ -262,7 +263,6 @@ class RayExecutor:
         self.writer.add_run(info["run_id"], info["run"])
         self.runs[info["run_id"]] = info["run"]
         self.slots[info["run_id"]] = actor
-        self.workers += 1
         return True
 
     def idle(self) -> list[str]:
@@ -282,26 +282,28 @@ class RayExecutor:
         try:
             return worker, job, get_results(self.ray, ref)
         except self.dead as exc:
-            self.recover(worker)
-            self.log(f"a worker died ({type(exc).__name__}) under {job.kind} {job.index}: queued again, the worker "
-                     "replaced")
-            return worker, job, Died(_cause(exc))
+            slot_died = self.recover(worker)
+            self.log(f"a {'measuring slot' if slot_died else 'builder'} died ({type(exc).__name__}) under {job.kind} "
+                     f"{job.index}: the job queued again, the {'slot' if slot_died else 'builder'} replaced")
+            return worker, job, Died(_cause(exc), its_own=slot_died)
 
-    def recover(self, worker: str) -> None:
-        """Replace the dead: builders (their prebuilt sources are lost) and the job's slot, if it died."""
+    def recover(self, worker: str) -> bool:
+        """Replace the dead: builders (their prebuilt sources are lost) and the job's slot, if it died (then True)."""
         for i, b in enumerate(self.builders):
             if not self.alive(b):
                 self.builders[i] = self.start_builder()
                 self.replaced += 1
                 self.built.clear()
-        if not self.alive(self.slots[worker]):
-            del self.slots[worker]
-            self.replaced += 1
-            if self.replaced > self.max_replacements:
-                raise LatkitError(f"workers died {self.replaced} times; {self.writer.path} keeps every row written, "
-                                  "rerun to resume")
-            if not self.admit(*self.start_slot()):
-                raise LatkitError(f"a replacement worker was refused: {self.refused[-1]}")
+        if self.alive(self.slots[worker]):
+            return False
+        del self.slots[worker]
+        self.replaced += 1
+        if self.replaced > self.max_replacements:
+            raise LatkitError(f"workers died {self.replaced} times; {self.writer.path} keeps every row written, "
+                              "rerun to resume")
+        if not self.admit(*self.start_slot()):
+            raise LatkitError(f"a replacement worker was refused: {self.refused[-1]}")
+        return True
 
     def prefetch(self, indices: list[int]) -> None:
         for index in indices:

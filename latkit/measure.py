@@ -109,11 +109,12 @@ class Reference:
 
     @contextmanager
     def beside(self, runner: Runner) -> Iterator[Runner]:
-        """The reference runner to alternate with ``runner``."""
+        """The reference runner to alternate with ``runner``. Where it is prepared beside each model, a failure here
+        (after ``check`` passed: the reference runs alone) is that model's, e.g. memory the pair does not fit in."""
         if self.backend.persistent_runners:
             yield self.runner()
             return
-        ref = self._prepare(runner)
+        ref = self.backend.prepare(self.source, runner)
         try:
             yield ref
         finally:
@@ -172,6 +173,8 @@ def time_model(backend: Backend, make: Callable[[], Network | ModelSource], prot
             with nullcontext() if reference is None else reference.beside(runner) as ref_runner:
                 t2 = time.perf_counter_ns()
                 timing = measure(runner, protocol, ref_runner)
+                if timing.reference is not None and timing.reference.min_ms <= 0:
+                    raise RuntimeError("the reference timed 0 ms: the clock cannot resolve it, no ratio")
     except (KeyboardInterrupt, SystemExit, ReferenceFailure, MeasurementBug):
         raise
     except Exception as exc:

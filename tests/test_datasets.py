@@ -289,11 +289,12 @@ def test_backend_options_are_part_of_the_identity(tmp_path: Path) -> None:
         merge([legacy, other], tmp_path / "m.parquet", force=True)
 
 
-def test_shipped_v1_datasets_still_read() -> None:
+def test_shipped_datasets_read_v1_solo_and_v2_duet() -> None:
     legacy = 0
     for path in shipped():
         ds = load(path)
-        assert ds.header["version"] == 1 and ds.unreadable_lines == 0 and ds.table.num_rows > 0
+        assert (ds.header["version"], ds.duet) in ((1, False), (2, True))  # a v1 file is solo, a duet file v2
+        assert ds.unreadable_lines == 0 and ds.table.num_rows > 0
         if ds.runs:  # every run that wrote rows keeps its own provenance
             assert set(ds.table.column("run_id").to_pylist()) <= set(ds.runs)
         else:  # written before per-run provenance and backend options: still read, options default to none
@@ -445,3 +446,30 @@ def test_metadata_that_is_not_an_object_is_one_line(tmp_path: Path) -> None:
     pq.write_table(_table_of([row(0, 1.0)]).replace_schema_metadata({META_KEY: b"[1, 2]"}), path)
     with pytest.raises(DatasetError, match="corrupt latkit metadata \\(not an object\\)"):
         load(path)
+
+
+def test_rewritten_files_keep_their_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = _dataset(tmp_path / "p.parquet", [row(0, 1.0)])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as any new file, not mkstemp's 0600
+    path.chmod(0o640)
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(1, 1.0))
+    writer.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_old_fingerprints_drop_their_live_clock_readings(tmp_path: Path) -> None:
+    env = {"cpu": "X", "cpu_id": "AuthenticAMD family 25 model 1 stepping 1 microcode 0x1, 2445 MHz",
+           "clocks.sm": "345 MHz", "clocks.mem": "1593 MHz", "clocks.max.sm": "1980 MHz"}
+    path = _dataset(tmp_path / "old.parquet", [row(0, 1.0)], dict(HEADER, environment=env))
+    assert load(path).header["environment"] == {"cpu": "X", "cpu_id": "AuthenticAMD family 25 model 1 stepping 1 "
+                                                "microcode 0x1", "clocks.max.sm": "1980 MHz"}
+    again = dict(HEADER, environment=dict(env, cpu_id=env["cpu_id"].replace("2445", "2997"),
+                                          **{"clocks.sm": "1980 MHz"}))
+    writer, _ = open_writer(path, again)  # the same host another day: the same identity, no --force
+    writer.close()

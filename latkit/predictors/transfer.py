@@ -150,4 +150,5 @@ class TransferPredictor(Predictor):
     def _load_weights(self, directory: Path) -> None:
         t = load_file(str(directory / "weights.safetensors"))
         self.coef, self.delta, self.interval_rel = t["coef"].numpy(), t["delta"].numpy(), float(t["interval_rel"][0])
+        self.interval_level = float(self.meta.get("interval", {}).get("level", float("nan")))
         self.priors = [load_dir(p) for p in sorted(directory.glob("prior_*"), key=lambda p: int(p.name[6:]))]
