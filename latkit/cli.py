@@ -397,7 +397,7 @@ def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
     except ValueError:
         raise LatkitError(f"--sizes must be comma-separated integers or 'all', got {args.sizes!r}") from None
     kinds = args.models.split(",") if args.models else None
-    rows = bench.run(datasets, kinds=kinds, sizes=sizes, stat=args.stat,
+    rows = bench.run(datasets, kinds=kinds, sizes=sizes, stat=args.stat, seeds=_numbers(args.seeds, int, "--seeds"),
                      log=lambda line: console.print(line, highlight=False))
     table = bench.markdown(rows)
     print(table)
@@ -770,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--models", help=f"comma-separated subset of {','.join(PREDICTORS)}")
     p.add_argument("--sizes", default="250,500,1000,2000,all", help="training sizes: integers >= 2 or 'all'")
+    p.add_argument("--seeds", default="0", help="fit seeds (training subset and fit), e.g. 0,1,2: the fit's spread")
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS)
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)

@@ -116,9 +116,13 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().out.strip() == f"{expected:.3f} ms"
     assert main(["predict", "--predictor", str(out), "NOT_A_GENOTYPE"]) == 2
     assert main(["bench", "predictors", "--dataset", str(dataset), "--models", "additive", "--sizes", "100,all",
-                 "--out", str(tmp_path / "bench")]) == 0
+                 "--seeds", "0,1", "--out", str(tmp_path / "bench")]) == 0
     table = (tmp_path / "bench" / "predictors.md").read_text()
-    assert "| synthetic.parquet | additive | 100 |" in table and "| synthetic.parquet | additive | 1200 |" in table
+    for size, seed in ((100, 0), (100, 1), (1200, 0), (1200, 1)):  # each size fitted with each seed
+        assert f"| synthetic.parquet | additive | {size} | {seed} |" in table
+    rows = json.loads((tmp_path / "bench" / "predictors.json").read_text())
+    small = {r["seed"]: r["mape_pct"] for r in rows if r["train_size"] == 100}
+    assert small[0] != small[1]  # another seed, another training subset
     assert (tmp_path / "bench" / "learning_curve_synthetic.png").stat().st_size > 1000
 
 

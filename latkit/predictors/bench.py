@@ -31,9 +31,13 @@ def throughput(predictor: Any, x: np.ndarray) -> float:
 
 
 def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, sizes: Iterable[int | None] = SIZES,
-        stat: str = DEFAULT_STAT, seed: int = 0, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One row per (dataset, predictor, training size; None: all) with held-out metrics, fit time and throughput."""
-    sizes, kinds = list(sizes), None if kinds is None else list(kinds)
+        stat: str = DEFAULT_STAT, seeds: Iterable[int] = (0,),
+        log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """One row per (dataset, predictor, training size; None: all, fit seed) with held-out metrics, fit time and
+    throughput. A seed picks the training subset and the fit's own randomness, so several show the fit's spread."""
+    sizes, kinds, seeds = list(sizes), None if kinds is None else list(kinds), list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise PredictorError(f"fit seeds must be distinct integers >= 0, got {seeds}")
     if any(size is not None and size < 2 for size in sizes):
         raise PredictorError(f"training sizes must be >= 2 (or all), got {sizes}")
     unknown = sorted(set(kinds or []) - set(PREDICTORS))
@@ -46,45 +50,45 @@ def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, size
         train, test = split(index, clean)
         x_tr, y_tr = x[train], y[train]
         floor = noise_floor(ds, stat, ds.header.get("protocol", {}).get("min_cpu_share"))
-        for kind in kinds or list_predictors():
-            for size in sizes:
-                if size is not None and size >= len(x_tr):
-                    continue
-                pick = training_subset(len(x_tr), size, seed)
-                predictor = make_predictor(kind)
-                _, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
-                pred = predictor.predict_ms(x[test])
-                if size is None:  # the full-data predictor, as shipped: with its calibrated interval
-                    predictor.meta["interval"] = cross_conformal(kind, {}, x_tr[pick], y_tr[pick], seed)
-                    scores = scored(predictor, x[test], y[test], clean[test])
-                else:
-                    scores = held_out_scores(y[test], pred, clean[test])
-                row = {"dataset": Path(path).name, "backend": ds.header["backend"], "device": ds.header["device"],
-                       "predictor": kind, "train_size": int(len(pick)), **scores,
-                       "fit_s": fit_s, "predictions_per_s": throughput(predictor, x[test]),
-                       "noise_floor_pair_mape_pct": floor["mape_pct"],
-                       "noise_floor_single_mape_pct": floor["single_mape_pct"],
-                       "noise_floor_pairs": floor["pairs"],
-                       "measured_ms": y[test].tolist(), "predicted_ms": pred.tolist(),
-                       "undisturbed_mask": clean[test].tolist()}
-                rows.append(row)
-                log(f"{row['dataset']} {kind:8s} n={row['train_size']:5d}  MAPE {row['mape_pct']:6.2f}% "
-                    f"(undisturbed {row['undisturbed']['mape_pct']:6.2f}%)  within10 {row['within10_pct']:5.1f}%  "
-                    f"kendall {row['kendall']:.3f}  fit {fit_s:6.1f}s")
+        for kind, size, seed in ((k, n, s) for k in kinds or list_predictors() for n in sizes for s in seeds):
+            if size is not None and size >= len(x_tr):
+                continue
+            pick = training_subset(len(x_tr), size, seed)
+            predictor = make_predictor(kind)
+            _, fit_s = timed_fit(predictor, x_tr[pick], y_tr[pick], seed)
+            pred = predictor.predict_ms(x[test])
+            if size is None:  # the full-data predictor, as shipped: with its calibrated interval
+                predictor.meta["interval"] = cross_conformal(kind, {}, x_tr[pick], y_tr[pick], seed)
+                scores = scored(predictor, x[test], y[test], clean[test])
+            else:
+                scores = held_out_scores(y[test], pred, clean[test])
+            row = {"dataset": Path(path).name, "backend": ds.header["backend"], "device": ds.header["device"],
+                   "predictor": kind, "train_size": int(len(pick)), "seed": seed, **scores,
+                   "fit_s": fit_s, "predictions_per_s": throughput(predictor, x[test]),
+                   "noise_floor_pair_mape_pct": floor["mape_pct"],
+                   "noise_floor_single_mape_pct": floor["single_mape_pct"],
+                   "noise_floor_pairs": floor["pairs"],
+                   "measured_ms": y[test].tolist(), "predicted_ms": pred.tolist(),
+                   "undisturbed_mask": clean[test].tolist()}
+            rows.append(row)
+            log(f"{row['dataset']} {kind:8s} n={row['train_size']:5d} seed {seed}  MAPE {row['mape_pct']:6.2f}% "
+                f"(undisturbed {row['undisturbed']['mape_pct']:6.2f}%)  within10 {row['within10_pct']:5.1f}%  "
+                f"kendall {row['kendall']:.3f}  fit {fit_s:6.1f}s")
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """The results table (one line per dataset, predictor and training size).
+    """The results table (one line per dataset, predictor, training size and fit seed).
 
     Error columns are on every held-out architecture (``all``) and on the undisturbed ones (``clean``). A
     predictor is scored against one noisy measurement per architecture, so its floor is the single-measurement
     noise (pair MAPE / sqrt 2), which is the column to compare MAPE with; the pair MAPE is shown beside it.
     """
-    head = ("| dataset | predictor | train | MAPE % all (n) | MAPE % clean (n) | RMSE ms | within 5% | within 10% | "
-            "Spearman | Kendall | 90% interval coverage all / clean | fit s | pred/s | noise: single MAPE % | "
-            "noise: pair MAPE % (pairs) |\n" + "|---" * 15 + "|\n")
-    lines = [f"| {r['dataset']} | {r['predictor']} | {r['train_size']} | {r['mape_pct']:.2f} ({r['n']}) | "
+    head = ("| dataset | predictor | train | seed | MAPE % all (n) | MAPE % clean (n) | RMSE ms | within 5% | "
+            "within 10% | Spearman | Kendall | 90% interval coverage all / clean | fit s | pred/s | noise: single "
+            "MAPE % | noise: pair MAPE % (pairs) |\n" + "|---" * 16 + "|\n")
+    lines = [f"| {r['dataset']} | {r['predictor']} | {r['train_size']} | {r.get('seed', 0)} | "
+             f"{r['mape_pct']:.2f} ({r['n']}) | "
              f"{r['undisturbed']['mape_pct']:.2f} ({r['undisturbed']['n']}) | {r['rmse_ms']:.3f} | "
              f"{r['within5_pct']:.1f}% | {r['within10_pct']:.1f}% | {r['spearman']:.3f} | {r['kendall']:.3f} | "
              f"{_coverage(r)} | {r['fit_s']:.1f} | {r['predictions_per_s']:.2e} | {r['noise_floor_single_mape_pct']:.2f} | "
@@ -113,8 +117,14 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
         stem = Path(name).stem
         fig, ax = plt.subplots(figsize=(6, 4))
         for kind in dict.fromkeys(r["predictor"] for r in mine):
-            pts = sorted((r["train_size"], r["mape_pct"]) for r in mine if r["predictor"] == kind)
-            ax.plot(*zip(*pts), marker="o", label=kind)
+            by_size: dict[int, list[float]] = {}
+            for r in mine:
+                if r["predictor"] == kind:
+                    by_size.setdefault(r["train_size"], []).append(r["mape_pct"])
+            n = sorted(by_size)
+            ax.errorbar(n, [np.mean(by_size[k]) for k in n], yerr=[np.std(by_size[k]) for k in n], marker="o",
+                        capsize=3, label=kind + (" (mean +- std over fit seeds)" if max(map(len, by_size.values())) > 1
+                                                 else ""))
         ax.axhline(mine[0]["noise_floor_single_mape_pct"], color="grey", ls="--",
                    label="noise floor (single measurement)")
         ax.set(xscale="log", xlabel="training architectures", ylabel="held-out MAPE (%)", title=f"{stem}")
