@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -97,25 +96,14 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-# Live readings that fingerprints before 2026-11-27 recorded and resumes then compared: a CPU's current clock at the
-# end of cpu_id, a GPU's current SM and memory clocks. They changed between readings, so they are no identity.
-LIVE_KEYS = frozenset({"clocks.sm", "clocks.mem"})
-LIVE_MHZ = r", \d+ MHz$"
-
-
 def upgrade(header: dict[str, Any]) -> dict[str, Any]:
     """A header as this version writes it: a protocol without ``duet`` (files measured before the duet protocol)
-    says ``duet: False``, the solo protocol it was measured with; the live clock readings older fingerprints held
-    are dropped from the identity (each run's own provenance keeps what it recorded)."""
+    says ``duet: False``, the solo protocol it was measured with. (Fingerprints before 2026-11-27 also held live
+    clock readings; the current ones hold nominal clocks, which those files cannot be given: resuming one needs
+    ``--force``.)"""
     protocol = header.get("protocol")
     if isinstance(protocol, dict) and "duet" not in protocol:
         header = dict(header, protocol={**protocol, "duet": False})
-    env = header.get("environment")
-    if isinstance(env, dict) and (LIVE_KEYS & env.keys() or re.search(LIVE_MHZ, str(env.get("cpu_id", "")))):
-        env = {k: v for k, v in env.items() if k not in LIVE_KEYS}
-        if "cpu_id" in env:
-            env["cpu_id"] = re.sub(LIVE_MHZ, "", str(env["cpu_id"]))
-        header = dict(header, environment=env)
     return header
 
 

@@ -331,8 +331,8 @@ class _Engine:
             self.deaths[job.index] += 1
             if self.deaths[job.index] >= self.max_deaths:
                 self.killers += 1
-                return dict(failed_columns(f"WorkerDied: {job.kind} {job.index} killed its worker "
-                                           f"{self.deaths[job.index]} times (last: {died.reason})"),
+                return dict(failed_columns(f"WorkerDied: architecture {job.index} killed its worker "
+                                           f"{self.deaths[job.index]} times (last as a {job.kind}: {died.reason})"),
                             genotype=str(sample(self.seed, job.index)), timestamp=now())
         self.requeued += 1
         (self.queue if job.kind == "sample" else self.repeats).appendleft(job)

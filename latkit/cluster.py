@@ -9,9 +9,10 @@ use, prepare architectures a few ahead (network build and ONNX export; a torch.c
 Inductor cache), so a slot mostly warms up and times.
 
 Faults: a slot or builder that dies (killed, out of memory, node lost) is replaced and its in-flight job queued
-again (an architecture that kills two workers becomes an error row); the driver killed with -9 resumes from the
-store with ``--ray`` again (only finished rows are written, so none is lost or duplicated). A worker whose environment fingerprint differs from the dataset's is refused with the
-keys that differ. Each worker is a run of its own in the dataset's provenance (host, CPUs, environment), so every row
+again (an architecture that kills two workers becomes an error row; a job lost with a builder is built on its slot
+next, and builder replacements count toward the limit); the driver killed with -9 resumes from the store with
+``--ray`` again (only finished rows are written, so none is lost or duplicated). A worker whose environment
+fingerprint differs from the dataset's is refused with the keys that differ. Each worker is a run of its own in the dataset's provenance (host, CPUs, environment), so every row
 names its host through ``run_id``.
 """
 from __future__ import annotations
@@ -201,6 +202,8 @@ class RayExecutor:
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> provenance of each admitted slot
         self.builders: list[Any] = []
         self.built: dict[int, Any] = {}  # sample index -> ObjectRef of its prebuilt source
+        self.build_here: set[int] = set()  # samples lost with a builder: the slot builds them itself
+        self.built_by_builder: set[Any] = set()  # in-flight jobs whose model a builder prepared
         self.in_flight: dict[Any, tuple[str, Job]] = {}
         self.refused: list[str] = []
         self.replaced = self.workers = self.lookahead = self._turn = 0
@@ -270,8 +273,13 @@ class RayExecutor:
         return [w for w in self.slots if w not in busy]
 
     def submit(self, worker: str, job: Job) -> None:
-        source = self.built.pop(job.index, None) if job.kind == "sample" else None
-        self.in_flight[self.slots[worker].measure.remote(job, source)] = (worker, job)
+        source = None
+        if job.kind == "sample" and job.index not in self.build_here:
+            source = self.built.pop(job.index, None)
+        ref = self.slots[worker].measure.remote(job, source)
+        self.in_flight[ref] = (worker, job)
+        if source is not None:
+            self.built_by_builder.add(ref)
 
     def busy(self) -> bool:
         return bool(self.in_flight)
@@ -279,35 +287,48 @@ class RayExecutor:
     def wait(self) -> tuple[str, Job, dict[str, Any] | Died]:
         ref = self.ray.wait(list(self.in_flight), num_returns=1)[0][0]
         worker, job = self.in_flight.pop(ref)
+        sourced = ref in self.built_by_builder
+        self.built_by_builder.discard(ref)
         try:
             return worker, job, get_results(self.ray, ref)
         except self.dead as exc:
-            slot_died = self.recover(worker)
-            self.log(f"a {'measuring slot' if slot_died else 'builder'} died ({type(exc).__name__}) under {job.kind} "
-                     f"{job.index}: the job queued again, the {'slot' if slot_died else 'builder'} replaced")
-            return worker, job, Died(_cause(exc), its_own=slot_died)
+            lost: BaseException = exc
+        except LatkitError as exc:  # the task failed; if its input came from a builder that died, it was lost with it
+            if not (sourced and not all(self.alive(b) for b in self.builders)):
+                raise
+            lost = exc
+        slot_died = self.recover(worker)
+        if not slot_died:  # lost with a builder: built on the slot next, where a death counts against it
+            self.build_here.add(job.index)
+        self.log(f"a {'measuring slot' if slot_died else 'builder'} died ({type(lost).__name__}) under {job.kind} "
+                 f"{job.index}: the job queued again, the {'slot' if slot_died else 'builder'} replaced")
+        return worker, job, Died(_cause(lost), its_own=slot_died)
 
     def recover(self, worker: str) -> bool:
         """Replace the dead: builders (their prebuilt sources are lost) and the job's slot, if it died (then True)."""
         for i, b in enumerate(self.builders):
             if not self.alive(b):
-                self.builders[i] = self.start_builder()
                 self.replaced += 1
+                self.check_replacements()
+                self.builders[i] = self.start_builder()
                 self.built.clear()
         if self.alive(self.slots[worker]):
             return False
         del self.slots[worker]
         self.replaced += 1
-        if self.replaced > self.max_replacements:
-            raise LatkitError(f"workers died {self.replaced} times; {self.writer.path} keeps every row written, "
-                              "rerun to resume")
+        self.check_replacements()
         if not self.admit(*self.start_slot()):
             raise LatkitError(f"a replacement worker was refused: {self.refused[-1]}")
         return True
 
+    def check_replacements(self) -> None:
+        if self.replaced > self.max_replacements:
+            raise LatkitError(f"workers died {self.replaced} times; {self.writer.path} keeps every row written, "
+                              "rerun to resume")
+
     def prefetch(self, indices: list[int]) -> None:
         for index in indices:
-            if index not in self.built:
+            if index not in self.built and index not in self.build_here:
                 self.built[index] = self.builders[self._turn % len(self.builders)].build.remote(index)
                 self._turn += 1
 

@@ -67,3 +67,21 @@ def test_calibrate_scales_a_normalised_predictor_to_this_machine(tmp_path: Path,
     assert not raw.meta["normalised"] and raw.meta["baseline_ms"] is None
     with pytest.raises(LatkitError, match="learned raw latencies"):
         latkit.calibrate(raw)
+
+
+def test_calibrate_takes_the_fastest_window_of_the_learned_statistic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import latkit
+    import latkit.measure as measure_module
+    from latkit.predictors import make_predictor
+
+    windows = iter([{"status": "ok", "ref_min_ms": 3.0, "ref_median_ms": 5.0},
+                    {"status": "ok", "ref_min_ms": 2.0, "ref_median_ms": 6.0},
+                    {"status": "ok", "ref_min_ms": 4.0, "ref_median_ms": 4.5}])
+    monkeypatch.setattr(measure_module, "time_genotype", lambda *args, **kwargs: next(windows))
+    monkeypatch.setattr(measure_module.Reference, "check", lambda self, protocol: None)
+    predictor = make_predictor("additive")
+    predictor.meta = {"normalised": True, "stat": "median_ms", "baseline_ms": 4.0, "backend": "onnxruntime",
+                      "device": "cpu", "config": {"layers": 3, "channels": 4, "resolution": 8}, "protocol": {},
+                      "backend_options": {}}
+    cal = latkit.calibrate(predictor, windows=3)
+    assert cal == {"reference_ms": 4.5, "baseline_ms": 4.0, "scale": 4.5 / 4.0}  # median_ms, its fastest window

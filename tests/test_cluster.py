@@ -244,3 +244,20 @@ def test_a_slot_of_two_threads_holds_two_cores(cluster: Any, tmp_path: Path) -> 
     assert result.measured == 2
     (run,) = load(out).runs.values()
     assert len(run["cpus"]) == 2 and run["protocol"]["threads"] == 2  # one core per thread, none shared unnoticed
+
+
+def test_a_killed_builder_is_replaced_and_its_job_built_on_the_slot(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "builder.parquet"
+    killed: list[str] = []
+
+    def kill_builder(done: int, total: int, failures: int) -> None:
+        if done == 2 and not killed:
+            name = next(n for n in ray.util.list_named_actors() if n.startswith("latkit-builder-"))
+            ray.kill(ray.get_actor(name))
+            killed.append(name)
+
+    result = run_campaign_ray(SPEC, count=8, out=str(out), workers=1, builders=1, reference_every=0,
+                              repeat_every=0, progress=kill_builder)
+    assert killed and result.replaced >= 1 and result.killers == 0
+    assert sample_indices(out) == list(range(8))
+    assert not any(e.startswith("WorkerDied") for e in load(out).table.column("error").to_pylist() if e)

@@ -461,15 +461,3 @@ def test_rewritten_files_keep_their_permissions(tmp_path: Path) -> None:
     writer.append(row(1, 1.0))
     writer.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-
-
-def test_old_fingerprints_drop_their_live_clock_readings(tmp_path: Path) -> None:
-    env = {"cpu": "X", "cpu_id": "AuthenticAMD family 25 model 1 stepping 1 microcode 0x1, 2445 MHz",
-           "clocks.sm": "345 MHz", "clocks.mem": "1593 MHz", "clocks.max.sm": "1980 MHz"}
-    path = _dataset(tmp_path / "old.parquet", [row(0, 1.0)], dict(HEADER, environment=env))
-    assert load(path).header["environment"] == {"cpu": "X", "cpu_id": "AuthenticAMD family 25 model 1 stepping 1 "
-                                                "microcode 0x1", "clocks.max.sm": "1980 MHz"}
-    again = dict(HEADER, environment=dict(env, cpu_id=env["cpu_id"].replace("2445", "2997"),
-                                          **{"clocks.sm": "1980 MHz"}))
-    writer, _ = open_writer(path, again)  # the same host another day: the same identity, no --force
-    writer.close()

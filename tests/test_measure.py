@@ -499,8 +499,8 @@ def test_an_architecture_that_kills_its_workers_becomes_an_error_row(tmp_path: P
     assert (result.requeued, result.killers, result.replaced) == (2, 1, 3)  # 2 and 4 queued again once each
     rows = {i: (s, e) for (i, s), e in zip(_statuses(out), [r["error"] for r in load(out).table.to_pylist()
                                                              if r["kind"] == "sample"])}
-    assert rows[2][0] == "error" and rows[2][1].startswith("WorkerDied: sample 2 killed its worker 2 times (last: "
-                                                           "RayActorError")
+    assert rows[2][0] == "error" and rows[2][1].startswith("WorkerDied: architecture 2 killed its worker 2 times "
+                                                           "(last as a sample: RayActorError")
     fails = sample(0, 4).normal[0][0] == "max_pool_3x3"  # what the fake backend does with it
     assert rows[4] == (("error", "RuntimeError: unsupported by the fake runtime") if fails else ("ok", ""))
     again = run(ScriptedExecutor({("sample", 2): 5}), seed=0, count=8, out=out, repeat_every=0, reference_every=0)
@@ -572,3 +572,38 @@ def test_the_replacement_of_a_dead_worker_times_the_reference_first(tmp_path: Pa
                             ("reference", -1), ("sample", 1), ("sample", 2), ("sample", 3)]  # ...its replacement
     rows = load(tmp_path / "r.parquet").table.to_pylist()
     assert [r["run_id"] for r in rows if r["kind"] == "reference"] == ["w0", "w1"]
+
+
+class PairOomBackend(FixedBackend):
+    """Like torch.compile, the reference is prepared beside each model; beside sample 2's model it does not fit."""
+
+    persistent_runners = False
+
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
+        if beside is not None and getattr(beside, "genotype", None) == sample(0, 2):
+            raise RuntimeError("out of memory")
+        runner = _Runner()
+        runner.genotype = source.network.genotype
+        return runner
+
+
+def test_a_reference_that_fails_beside_one_model_is_that_models_error_row(tmp_path: Path) -> None:
+    out = tmp_path / "pair.parquet"
+    result = run_campaign(PairOomBackend(), TINY, FAST, seed=0, count=4, out=out, repeat_every=0, reference_every=0)
+    assert result.measured == 4 and result.failures == 1
+    rows = [r for r in load(out).table.to_pylist() if r["kind"] == "sample"]
+    assert [(r["index"], r["status"]) for r in rows] == [(0, "ok"), (1, "ok"), (2, "error"), (3, "ok")]
+    assert rows[2]["error"] == "RuntimeError: out of memory"
+
+
+def test_a_reference_timed_at_zero_is_an_error_row_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import latkit.measure as measure_module
+    from latkit.backends.timing import LatencyStats, Timing
+    from latkit.measure import Reference, reference_source, time_genotype
+
+    zero = LatencyStats.from_samples([0.0, 0.0])
+    monkeypatch.setattr(measure_module, "measure", lambda runner, protocol, ref=None: Timing(
+        LatencyStats.from_samples([1.0, 1.2]), 0, 0.0, 1.0, 1.0, 1, zero))
+    backend = FixedBackend()
+    row = time_genotype(backend, sample(0, 0), TINY, FAST, reference=Reference(backend, reference_source(TINY)))
+    assert row["status"] == "error" and "the reference timed 0 ms" in row["error"] and row["ratio"] is None

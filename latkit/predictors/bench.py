@@ -122,7 +122,8 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
                 if r["predictor"] == kind:
                     by_size.setdefault(r["train_size"], []).append(r["mape_pct"])
             n = sorted(by_size)
-            ax.errorbar(n, [np.mean(by_size[k]) for k in n], yerr=[np.std(by_size[k]) for k in n], marker="o",
+            ax.errorbar(n, [np.mean(by_size[k]) for k in n],
+                        yerr=[np.std(by_size[k], ddof=1) if len(by_size[k]) > 1 else 0.0 for k in n], marker="o",
                         capsize=3, label=kind + (" (mean +- std over fit seeds)" if max(map(len, by_size.values())) > 1
                                                  else ""))
         ax.axhline(mine[0]["noise_floor_single_mape_pct"], color="grey", ls="--",
