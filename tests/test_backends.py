@@ -160,3 +160,13 @@ def test_cuda_graph_replays_the_forward_and_the_duet_shares_its_stream() -> None
     assert timing.stats.min_ms > 0 and timing.reference.min_ms > 0
     runner.close()
     reference.close()
+
+
+def test_torch_compile_refuses_the_duet_until_its_ratio_is_trusted(tmp_path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from latkit.cli import main
+
+    assert main(["measure", "--backend", "torch-compile", "--count", "1", "--out", str(tmp_path / "c.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "torch-compile cannot be measured with the duet protocol" in err and "--solo" in err
+    assert not (tmp_path / "c.parquet").exists()
