@@ -63,9 +63,9 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
     the statistic it learned, over the reference's windows). This times that reference here the way its windows were
     timed there: DARTS_V2 at the predictor's network configuration, on its backend, device and options, with its
     protocol, beside another DARTS_V2 (a duet), ``windows`` times. ``reference_ms`` is the fastest window's statistic:
-    the baseline is the host's fast state (a low percentile), and on the dataset's own file the fastest of 5
-    consecutive windows is within 1% of it in the median (RESULTS, "The duet protocol"), where their median is 4%
-    above it. Returns ``{"reference_ms": ..., "baseline_ms": ..., "scale": reference_ms / baseline_ms}``:
+    the baseline is the host's fast state (a low percentile), and on a dataset's own windows the fastest of 5
+    consecutive ones is within 1% of it in the median, where their median is up to 4% above it
+    (``benchmarks/calibration_windows.py``, RESULTS "The duet protocol"). Returns ``{"reference_ms": ..., "baseline_ms": ..., "scale": reference_ms / baseline_ms}``:
     multiply a prediction by ``scale`` for this machine's milliseconds. Use it when the absolute latency matters on a
     host other than the dataset's, or on a day it runs slower; a search penalty needs none (it divides by the
     predicted DARTS_V2 latency).
