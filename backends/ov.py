@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from latkit.backends.base import Backend, ModelSource, Runner
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, one_line
 
 PLUGINS = {"cpu": "CPU", "gpu": "GPU"}
 PRECISIONS = ("f32", "bf16", "f16")
@@ -68,7 +68,7 @@ class OpenVINOBackend(Backend):
 
             devices = ov.Core().available_devices
         except (ImportError, OSError, RuntimeError) as exc:
-            return False, f"openvino is installed but does not load: {' '.join(str(exc).split())[:200]}"
+            return False, f"openvino is installed but does not load: {one_line(exc, 200)}"
         plugin = PLUGINS[self.device]
         if not any(d.split(".")[0] == plugin for d in devices):
             return False, f"OpenVINO reports no {plugin} device (available: {', '.join(devices) or 'none'})"

@@ -72,7 +72,7 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
     """
     import numpy as np
 
-    from latkit.backends.registry import get_backend
+    from latkit.backends.registry import backend_class
     from latkit.measure import REFERENCE, Reference, reference_source, time_genotype
     from latkit.space import PUBLISHED
 
@@ -84,13 +84,11 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
         raise LatkitError(f"calibration needs at least 1 window, got {windows}")
     known = set(MeasureProtocol.__dataclass_fields__)
     protocol = MeasureProtocol(**{k: v for k, v in meta.get("protocol", {}).items() if k in known})
-    options = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in meta.get("backend_options", {}).items()}
     config = NetConfig(**meta["config"])
-    backend = get_backend(meta["backend"], meta["device"], protocol.threads, options)
+    backend = backend_class(meta["backend"])(meta["device"], protocol.threads, **meta.get("backend_options", {}))
     backend.check_available()
-    reference = Reference(backend, reference_source(config))
+    reference = Reference(backend, reference_source(config))  # one that cannot run raises ReferenceFailure
     try:
-        reference.check(protocol)
         rows = [time_genotype(backend, PUBLISHED[REFERENCE], config, protocol, "calibration", reference)
                 for _ in range(windows)]
     finally:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Protocol
 from latkit.backends.base import Backend, ModelSource
 from latkit.backends.timing import MeasureProtocol
 from latkit.datasets.store import Dataset, Writer, open_writer
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, one_line
 from latkit.measure import (REFERENCE, Reference, ReferenceFailure, campaign_header, environment, failed_columns, now,
                             reference_source, run_provenance, time_genotype, time_model)
 from latkit.network import NetConfig
@@ -364,5 +364,5 @@ class _Engine:
                 self.progress(self.finished, self.total, self.failures)
         if self.max_failures and self.streak >= self.max_failures:
             raise TooManyFailures(f"stopped after {self.streak} consecutive failures on {row['backend']}/"
-                                  f"{row['device']} (last: {' '.join(row['error'].split())}); {self.out} keeps every "
+                                  f"{row['device']} (last: {one_line(row['error'], None)}); {self.out} keeps every "
                                   "row written, rerun to resume (--retry-errors measures the failed ones again)")

@@ -12,8 +12,8 @@ Faults: a slot or builder that dies (killed, out of memory, node lost) is replac
 again (an architecture that kills two workers becomes an error row; a job lost with a builder is built on its slot
 next, and builder replacements count toward the limit); the driver killed with -9 resumes from the store with
 ``--ray`` again (only finished rows are written, so none is lost or duplicated). A worker whose environment
-fingerprint differs from the dataset's is refused with the keys that differ. Each worker is a run of its own in the dataset's provenance (host, CPUs, environment), so every row
-names its host through ``run_id``.
+fingerprint differs from the dataset's is refused with the keys that differ. Each worker is a run of its own in the
+dataset's provenance (host, CPUs, environment), so every row names its host through ``run_id``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from latkit.backends.base import ModelSource
 from latkit.backends.timing import MeasureProtocol
 from latkit.campaign import CampaignResult, Died, Job, Worker, run
 from latkit.datasets.store import header_diff
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, one_line
 from latkit.measure import error_columns
 from latkit.network import NetConfig, build
 from latkit.space import sample
@@ -66,7 +66,7 @@ def connect(address: str, num_cpus: int | None = None, log_to_driver: bool = Fal
         ray.init(address=None if address == "local" else address, num_cpus=num_cpus if address == "local" else None,
                  include_dashboard=False, log_to_driver=log_to_driver, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise LatkitError(f"cannot connect to Ray at {address!r}: {' '.join(str(exc).split())[:200]} (start a "
+        raise LatkitError(f"cannot connect to Ray at {address!r}: {one_line(exc, 200)} (start a "
                           "cluster with `ray start --head`, or use --ray local)") from None
     return ray
 
@@ -77,7 +77,7 @@ def get_results(ray: Any, refs: Any, timeout: float | None = None) -> Any:
         return ray.get(refs, timeout=timeout)
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
-        raise cause if isinstance(cause, LatkitError) else LatkitError(" ".join(str(exc).split())[:400]) from None
+        raise cause if isinstance(cause, LatkitError) else LatkitError(one_line(exc, 400)) from None
 
 
 def claim_cores(count: int = 1, highest_first: bool = False, wait_s: float = 30.0) -> tuple[list[int], list[Any]]:
@@ -349,8 +349,8 @@ class RayExecutor:
 
 def _cause(exc: BaseException) -> str:
     """The last line of what killed an actor (its constructor's exception, or Ray's reason), whitespace folded."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join((lines[-1] if lines else type(exc).__name__).split())[:300]
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return one_line(lines[-1] if lines else type(exc).__name__)
 
 
 def run_campaign_ray(spec: Spec, *, count: int, out: str, address: str = "local", workers: int | None = None,

@@ -1,5 +1,13 @@
 """The one user-facing error type: the CLI prints it as a single line and exits 2."""
+from __future__ import annotations
 
 
 class LatkitError(Exception):
     """A user error (bad input, missing runtime, corrupt file) with a one-line message."""
+
+
+def one_line(text: object, limit: int | None = 300) -> str:
+    """``text`` with its whitespace (newlines included) folded to single spaces, cut at ``limit`` characters: a
+    third-party message fit for a one-line error."""
+    folded = " ".join(str(text).split())
+    return folded if limit is None else folded[:limit]

@@ -19,7 +19,7 @@ from latkit.backends.base import Backend, ModelSource, Runner
 from latkit.backends.timing import MeasureProtocol, Timing, measure
 from latkit.datasets.store import (FORMAT, FORMAT_VERSION, REF_COLUMNS, STAGE_COLUMNS, STAT_COLUMNS, open_writer)
 from latkit.env import fingerprint
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, one_line
 from latkit.network import NetConfig, Network, build
 from latkit.space import ENCODING_VERSION, PUBLISHED, SAMPLER_VERSION, Genotype
 
@@ -41,9 +41,9 @@ class MeasurementBug(LatkitError):
         """One line: backend, what was measured, the exception's type and message, its innermost file:line."""
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        message = " ".join(str(exc).split())[:300]
-        return cls(f"{backend.name}/{backend.device}, {what}: {type(exc).__name__}: {message}{where}; a programming "
-                   "error, not a property of the architecture: the run stops (rows already written are kept)")
+        return cls(f"{backend.name}/{backend.device}, {what}: {type(exc).__name__}: {one_line(exc)}{where}; a "
+                   "programming error, not a property of the architecture: the run stops (rows already written are "
+                   "kept)")
 
 
 class ReferenceFailure(LatkitError):
@@ -146,7 +146,7 @@ class Reference:
         if isinstance(exc, PROGRAMMING_ERRORS):
             return MeasurementBug.of(self.backend, f"reference {self.source.name}", exc)
         return ReferenceFailure(f"{self.backend.name}/{self.backend.device} cannot run the reference "
-                                f"{self.source.name}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                                f"{self.source.name}: {type(exc).__name__}: {one_line(exc)}")
 
 
 def time_genotype(backend: Backend, genotype: Genotype, config: NetConfig, protocol: MeasureProtocol,
@@ -192,7 +192,7 @@ def error_columns(backend: Backend, what: str, exc: Exception, build_ms: float) 
     goes on); a programming error raises ``MeasurementBug`` instead."""
     if isinstance(exc, PROGRAMMING_ERRORS):
         raise MeasurementBug.of(backend, what, exc) from exc
-    return failed_columns(f"{type(exc).__name__}: {' '.join(str(exc).split())}", build_ms)
+    return failed_columns(f"{type(exc).__name__}: {one_line(exc, None)}", build_ms)
 
 
 def failed_columns(error: str, build_ms: float | None = None) -> dict[str, Any]:

@@ -78,7 +78,6 @@ def test_calibrate_takes_the_fastest_window_of_the_learned_statistic(monkeypatch
                     {"status": "ok", "ref_min_ms": 2.0, "ref_median_ms": 6.0},
                     {"status": "ok", "ref_min_ms": 4.0, "ref_median_ms": 4.5}])
     monkeypatch.setattr(measure_module, "time_genotype", lambda *args, **kwargs: next(windows))
-    monkeypatch.setattr(measure_module.Reference, "check", lambda self, protocol: None)
     predictor = make_predictor("additive")
     predictor.meta = {"normalised": True, "stat": "median_ms", "baseline_ms": 4.0, "backend": "onnxruntime",
                       "device": "cpu", "config": {"layers": 3, "channels": 4, "resolution": 8}, "protocol": {},

@@ -66,18 +66,23 @@ def test_builders_prepare_ahead_and_the_rows_are_the_same(cluster: Any, tmp_path
     assert set(t["status"]) == {"ok"} and all(g for g in t["genotype"])
 
 
-def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Any, tmp_path: Path) -> None:
-    out = tmp_path / "killed.parquet"
-    killed: list[str] = []
+def kill_actor_at(prefix: str, at: int, killed: list[str]) -> Any:
+    """A progress callback that kills the first actor named ``prefix...`` once ``at`` samples are done."""
 
-    def kill_one(done: int, total: int, failures: int) -> None:
-        if done == 3 and not killed:
-            name = next(n for n in ray.util.list_named_actors() if n.startswith("latkit-slot-"))
+    def progress(done: int, total: int, failures: int) -> None:
+        if done == at and not killed:
+            name = next(n for n in ray.util.list_named_actors() if n.startswith(prefix))
             ray.kill(ray.get_actor(name))
             killed.append(name)
 
+    return progress
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Any, tmp_path: Path) -> None:
+    out = tmp_path / "killed.parquet"
+    killed: list[str] = []
     result = run_campaign_ray(SPEC, count=12, out=str(out), workers=2, reference_every=0, repeat_every=0,
-                              progress=kill_one)
+                              progress=kill_actor_at("latkit-slot-", 3, killed))
     assert killed and result.replaced >= 1 and result.requeued >= 1
     assert sample_indices(out) == list(range(12))  # none lost, none twice
     assert len(load(out).runs) == 3  # the replacement is a run of its own
@@ -249,15 +254,8 @@ def test_a_slot_of_two_threads_holds_two_cores(cluster: Any, tmp_path: Path) -> 
 def test_a_killed_builder_is_replaced_and_its_job_built_on_the_slot(cluster: Any, tmp_path: Path) -> None:
     out = tmp_path / "builder.parquet"
     killed: list[str] = []
-
-    def kill_builder(done: int, total: int, failures: int) -> None:
-        if done == 2 and not killed:
-            name = next(n for n in ray.util.list_named_actors() if n.startswith("latkit-builder-"))
-            ray.kill(ray.get_actor(name))
-            killed.append(name)
-
     result = run_campaign_ray(SPEC, count=8, out=str(out), workers=1, builders=1, reference_every=0,
-                              repeat_every=0, progress=kill_builder)
+                              repeat_every=0, progress=kill_actor_at("latkit-builder-", 2, killed))
     assert killed and result.replaced >= 1 and result.killers == 0
     assert sample_indices(out) == list(range(8))
     assert not any(e.startswith("WorkerDied") for e in load(out).table.column("error").to_pylist() if e)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, one_line
 from latkit.space import ENCODING_SIZE, ENCODING_VERSION
 
 META_FILE = "predictor.json"
@@ -139,7 +139,6 @@ def load_dir(directory: str | Path) -> Predictor:
     try:
         predictor._load_weights(Path(directory))
     except Exception as exc:  # safetensors, torch and xgboost each raise their own on a corrupt or missing file
-        message = " ".join(str(exc).split())[:200]
         raise PredictorError(f"{directory}: the {doc['kind']} predictor's weights cannot be read "
-                             f"({type(exc).__name__}: {message}); refit it") from None
+                             f"({type(exc).__name__}: {one_line(exc, 200)}); refit it") from None
     return predictor
