@@ -1,0 +1,142 @@
+"""Is latency additive in the ops? The per-op table against models that can see interactions (issue 21).
+
+Usage: python benchmarks/interactions.py DATASET [...] [--sizes 300,1000,2400] [--seeds 0,1,2] [--out DIR]
+
+On the fixed held-out split of `latkit bench predictors` (normalised latencies of a duet file), for each training
+size and fit seed (the seed draws the training subset and the fit's own randomness):
+- table: latkit's additive predictor, one cost per (cell, edge, op);
+- mlp: latkit's MLP (the paper's LPM), which can model any interaction but must find it from the rows;
+- xgboost: latkit's XGBoost baseline;
+- table + counts: the table plus, per cell, the products of its op counts (every pair of op types, within the
+  normal cell, within the reduction cell, and across the two): what one op costs may depend on how many of the
+  others the cell holds (cache footprint, a runtime's fusions);
+- table + node pairs: the table plus, per cell and node, which unordered pair of ops feeds that node (the two
+  inputs that are summed: a runtime can fuse them, or their buffers compete).
+The two extended tables are ridge fits whose penalty is chosen on a quarter of the training rows, then refitted on
+all of them. Held-out MAPE is against single measurements, so even the true latency would score about the
+dataset's single-measurement noise (given beside).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import combinations_with_replacement
+from pathlib import Path
+
+import numpy as np
+
+from latkit.datasets.quality import noise_floor
+from latkit.datasets.store import load
+from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split, training_subset
+from latkit.predictors.models import make_predictor, ridge
+from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index
+
+OPS = len(PRIMITIVES)  # index 0 is 'none'
+PAIRS = list(combinations_with_replacement(range(1, OPS), 2))
+ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
+def count_products(x: np.ndarray) -> np.ndarray:
+    """Per cell, products of op counts for every pair of op types, and across the two cells."""
+    counts = x.reshape(len(x), 2, EDGES_PER_CELL, OPS)[:, :, :, 1:].sum(2)  # (n, cell, op)
+    within = [counts[:, c, i] * counts[:, c, j] for c in range(2)
+              for i, j in combinations_with_replacement(range(OPS - 1), 2)]
+    across = [counts[:, 0, i] * counts[:, 1, j] for i in range(OPS - 1) for j in range(OPS - 1)]
+    return np.stack(within + across, axis=1)
+
+
+def node_pairs(x: np.ndarray) -> np.ndarray:
+    """Per cell and node, a one-hot of the unordered pair of ops on its two kept input edges."""
+    e = x.reshape(len(x), 2, EDGES_PER_CELL, OPS)
+    pair_id = {p: k for k, p in enumerate(PAIRS)}
+    out = np.zeros((len(x), 2, NODES, len(PAIRS)), dtype=np.float32)
+    for c in range(2):
+        for node in range(NODES):
+            edges = e[:, c, edge_index(node, 0): edge_index(node, 0) + node + 2]  # (n, inputs, op)
+            ops = np.where(edges[:, :, 0] == 0, edges.argmax(-1), OPS)  # OPS marks an edge not kept
+            ops = np.sort(ops, axis=1)[:, :2]
+            for row, (a, b) in enumerate(ops):
+                out[row, c, node, pair_id[(int(a), int(b))]] = 1.0
+    return out.reshape(len(x), -1)
+
+
+def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
+    """Ridge with the penalty chosen on every fourth training row, refitted on all rows; predictions on f_test."""
+    val = np.zeros(len(f), dtype=bool)
+    val[::4] = True
+
+    def mape(alpha: float) -> float:
+        w, b = ridge(f[~val], y[~val], alpha)
+        return metrics(y[val], f[val] @ w + b)["mape_pct"]
+
+    w, b = ridge(f, y, min(ALPHAS, key=mape))
+    return f_test @ w + b
+
+
+def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
+    ds = load(path)
+    x, y, index, clean = dataset_xy(ds, DEFAULT_STAT)
+    train, test = split(index, clean)
+    test &= clean
+    floor = noise_floor(ds, DEFAULT_STAT, ds.header.get("protocol", {}).get("min_cpu_share"))
+    features = {"table + counts": np.concatenate([x, count_products(x)], 1),
+                "table + node pairs": np.concatenate([x, node_pairs(x)], 1)}
+    rows, rows_train = [], np.flatnonzero(train)
+    for size in sizes:
+        if size > len(rows_train):
+            print(f"{Path(path).name}: size {size} skipped, {len(rows_train)} training rows")
+            continue
+        for seed in seeds:
+            pick = rows_train[training_subset(len(rows_train), size, seed)]
+            predictions = {}
+            for kind, name in (("additive", "table"), ("mlp", "mlp"), ("xgboost", "xgboost")):
+                p = make_predictor(kind)
+                p.fit(x[pick], y[pick], seed)
+                predictions[name] = p.predict_ms(x[test])
+            for name, f in features.items():
+                predictions[name] = ridge_cv(f[pick], y[pick], f[test])
+            for name, pred in predictions.items():
+                m = metrics(y[test], pred)
+                rows.append({"dataset": Path(path).name, "model": name, "train_size": int(size), "seed": seed,
+                             "mape_pct": m["mape_pct"], "kendall": m["kendall"], "test_rows": int(test.sum()),
+                             "noise_single_pct": floor["single_mape_pct"], "noise_pairs": floor["pairs"]})
+            print(f"{Path(path).name} n={size} seed {seed}: " + ", ".join(
+                f"{r['model']} {r['mape_pct']:.2f}%" for r in rows[-len(predictions):]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    out = ["| dataset | training rows | " + " | ".join(f"{m} MAPE %" for m in models) + " | noise % (pairs) |",
+           "|---|---|" + "---|" * len(models) + "---|"]
+    for ds, size in dict.fromkeys((r["dataset"], r["train_size"]) for r in rows):
+        mine = [r for r in rows if (r["dataset"], r["train_size"]) == (ds, size)]
+        cells = []
+        for m in models:
+            v = np.array([r["mape_pct"] for r in mine if r["model"] == m])
+            cells.append(f"{v.mean():.2f} +- {v.std():.2f}")
+        out.append(f"| {Path(ds).stem} | {size} | " + " | ".join(cells) +
+                   f" | {mine[0]['noise_single_pct']:.2f} ({mine[0]['noise_pairs']}) |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--sizes", default="300,1000,2400")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    sizes, seeds = [int(s) for s in args.sizes.split(",")], [int(s) for s in args.seeds.split(",")]
+    rows = [r for d in args.datasets for r in run(d, sizes, seeds)]
+    table = markdown(rows)
+    print("\nmean +- std over fit seeds " + ",".join(map(str, seeds)) + "\n\n" + table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "interactions.md").write_text(table)
+        (out / "interactions.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
