@@ -435,7 +435,9 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
     datasets = args.dataset or [str(p) for p in shipped()]
     sizes = _numbers(args.sizes, int, "--sizes")
     rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False))
-    table = bench.transfer_markdown(rows)
+    targets = bench.transfer_targets(rows)
+    table = bench.transfer_markdown(rows) + ("\nFew-shot targets (mean over random draws):\n\n" + "\n".join(targets)
+                                             + "\n" if targets else "")
     print(table)
     if args.out:
         out = Path(args.out)

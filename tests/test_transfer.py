@@ -126,9 +126,11 @@ def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -
     third = target_dataset(tmp_path / "third.parquet", lambda x: 0.5 * known_latency(x) ** 1.2, 400)
     assert main(["bench", "transfer", "--dataset", str(dataset), "--dataset", str(target), "--dataset", str(third),
                  "--sizes", "5,20", "--draws", "2", "--out", str(tmp_path / "b")]) == 0
-    table = (tmp_path / "b" / "transfer.md").read_text()
+    table, targets = (tmp_path / "b" / "transfer.md").read_text().split("\nFew-shot targets")
     # header, rule, six pairs x two sizes, and each target from both others x two sizes
     assert table.count("\n") == 2 + 6 * 2 + 3 * 2
+    # both files of seed 3 are torch on cpu at one shape: each direction is held to Spearman >= 0.9 at N=20
+    assert "- torch_like -> third, N=20: Spearman" in targets and "- third -> torch_like, N=20:" in targets
     assert "synthetic -> torch_like | 20 |" in table and "all others -> third | 5 |" in table
     assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
     assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2
@@ -185,3 +187,21 @@ def test_leave_one_out_residuals_are_those_of_refits() -> None:
         rest = np.arange(len(y)) != i
         coef = np.linalg.solve(a[rest].T @ a[rest] + np.diag(penalty), a[rest].T @ y[rest])
         assert loo[i] == pytest.approx(y[i] - a[i] @ coef, rel=1e-8, abs=1e-10)
+
+
+def _transfer_row(backends: list[str], n: int, spearman: float, mape: float) -> dict:
+    return {"prior": "a.parquet", "target": "b.parquet", "n": n, "draw": "random", "same_shape_cpu": True,
+            "backends": backends, "target_noise_pct": 1.0, "transfer": {"spearman": spearman, "mape_pct": mape}}
+
+
+def test_transfer_targets_hold_onnxruntime_and_openvino_to_the_stricter_bar() -> None:
+    from latkit.predictors.bench import transfer_targets
+
+    both = ["onnxruntime", "openvino"]
+    assert transfer_targets([_transfer_row(["torch", "openvino"], 20, 0.92, 5.0)])[0].endswith(": met")
+    assert transfer_targets([_transfer_row(both, 20, 0.92, 2.0)])[0].endswith(": missed")  # needs 0.95
+    assert transfer_targets([_transfer_row(both, 20, 0.96, 3.5)])[0].endswith(": missed")  # needs MAPE <= 3%
+    assert transfer_targets([_transfer_row(both, 20, 0.96, 2.9)])[0].endswith(": met")
+    assert transfer_targets([_transfer_row(both, 50, 0.99, 1.49)])[0].endswith("= 1.50%): met")
+    assert transfer_targets([_transfer_row(both, 50, 0.99, 1.51)])[0].endswith(": missed")
+    assert transfer_targets([dict(_transfer_row(both, 20, 0.99, 1.0), same_shape_cpu=False)]) == []
