@@ -5,16 +5,18 @@ Usage: python benchmarks/interactions.py DATASET [...] [--sizes 300,1000,2400] [
 On the fixed held-out split of `latkit bench predictors` (normalised latencies of a duet file), for each training
 size and fit seed (the seed draws the training subset and the fit's own randomness):
 - table: latkit's additive predictor, one cost per (cell, edge, op);
+- op groups: 28 costs only, one per (cell type, op, reads a cell input or an intermediate node), the transfer fits'
+  encoding: fewer terms to learn from few rows, no per-edge position;
 - mlp: latkit's MLP (the paper's LPM), which can model any interaction but must find it from the rows;
 - xgboost: latkit's XGBoost baseline;
-- table + counts: the table plus, per cell, the products of its op counts (every pair of op types, within the
-  normal cell, within the reduction cell, and across the two): what one op costs may depend on how many of the
-  others the cell holds (cache footprint, a runtime's fusions);
+- op groups + counts, table + counts: the op groups or the table plus, per cell, the products of its op counts
+  (every pair of op types, within the normal cell, within the reduction cell, and across the two): what one op
+  costs may depend on how many of the others the cell holds (cache footprint, a runtime's fusions);
 - table + node pairs: the table plus, per cell and node, which unordered pair of ops feeds that node (the two
   inputs that are summed: a runtime can fuse them, or their buffers compete).
-The two extended tables are ridge fits whose penalty is chosen on a quarter of the training rows, then refitted on
-all of them. Held-out MAPE is against single measurements, so even the true latency would score about the
-dataset's single-measurement noise (given beside).
+The op-group and extended models are ridge fits whose penalty is chosen on a quarter of the training rows, then
+refitted on all of them. Held-out MAPE is against single measurements, so even the true latency would score about
+the dataset's single-measurement noise (given beside: undisturbed pairs).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split, training_subset
 from latkit.predictors.models import make_predictor, ridge
-from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index
+from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index, op_groups
 
 OPS = len(PRIMITIVES)  # index 0 is 'none'
 PAIRS = list(combinations_with_replacement(range(1, OPS), 2))
@@ -79,7 +81,9 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
     train, test = split(index, clean)
     test &= clean
     floor = noise_floor(ds, DEFAULT_STAT, ds.header.get("protocol", {}).get("min_cpu_share"))
-    features = {"table + counts": np.concatenate([x, count_products(x)], 1),
+    groups = x @ op_groups()
+    features = {"op groups": groups, "op groups + counts": np.concatenate([groups, count_products(x)], 1),
+                "table + counts": np.concatenate([x, count_products(x)], 1),
                 "table + node pairs": np.concatenate([x, node_pairs(x)], 1)}
     rows, rows_train = [], np.flatnonzero(train)
     for size in sizes:
