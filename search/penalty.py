@@ -75,7 +75,7 @@ class LatencyPenalty:
         for p in self.predictors:
             if not getattr(p, "differentiable", False):
                 kind = getattr(p, "kind", type(p).__name__)
-                raise LatkitError(f"the {kind} predictor is not differentiable: penalise with mlp or additive")
+                raise LatkitError(f"the {kind} predictor is not differentiable: penalise with mlp, additive or groups")
         if len(self.predictors) > 1 and (form == "relative" or reference_ms is not None):
             raise LatkitError("several targets are each normalised by their predictor's DARTS_V2 latency: use the "
                               "additive or log form, without a reference or target latency")

@@ -34,6 +34,20 @@ def test_additive_recovers_an_additive_model() -> None:
     np.testing.assert_allclose(p.predict_ms(test), 1.0 + test @ COSTS, rtol=1e-6)
 
 
+def test_groups_recover_a_cost_per_op_group_from_few_rows() -> None:
+    from latkit.space import op_groups
+
+    group_costs = np.random.default_rng(0).uniform(0.1, 2.0, op_groups().shape[1])
+    x = encode_many(sample(5, i) for i in range(60))  # 60 rows: far too few for the 224-cost table
+    p = make_predictor("groups", ridge=1e-9)
+    p.fit(x, 1.0 + x @ op_groups() @ group_costs)
+    test = encode_many(sample(6, i) for i in range(50))
+    np.testing.assert_allclose(p.predict_ms(test), 1.0 + test @ op_groups() @ group_costs, rtol=1e-6)
+    table = make_predictor("additive")
+    table.fit(x, 1.0 + x @ op_groups() @ group_costs)
+    assert metrics(1.0 + test @ op_groups() @ group_costs, table.predict_ms(test))["mape_pct"] > 1.0
+
+
 @pytest.mark.parametrize("kind", list_predictors())
 def test_fit_save_load_predict(kind: str, dataset: Path, tmp_path: Path) -> None:
     params = {"max_epochs": 60} if kind == "mlp" else {"n_estimators": 200} if kind == "xgboost" else {}
@@ -50,7 +64,7 @@ def test_fit_save_load_predict(kind: str, dataset: Path, tmp_path: Path) -> None
     np.testing.assert_allclose(again.predict_ms(x), predictor.predict_ms(x), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "additive"])
+@pytest.mark.parametrize("kind", ["mlp", "additive", "groups"])
 def test_differentiable_predictors_give_gradients(kind: str) -> None:
     x = encode_many(sample(1, i) for i in range(300))
     p = make_predictor(kind, **({"max_epochs": 20} if kind == "mlp" else {}))

@@ -1,4 +1,5 @@
-"""The three predictors: ``mlp`` (the paper's LPM), ``xgboost`` (baseline) and ``additive`` (per-op lookup table)."""
+"""The predictors: ``mlp`` (the paper's LPM), ``xgboost`` (baseline), ``additive`` (per-op lookup table) and ``groups``
+(the table with one cost per op group)."""
 from __future__ import annotations
 
 import time
@@ -11,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from latkit.predictors.base import Predictor, PredictorError
-from latkit.space import ENCODING_SIZE
+from latkit.space import ENCODING_SIZE, op_groups
 
 
 def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +186,26 @@ class AdditivePredictor(Predictor):
         self.w, self.b = t["w"].numpy(), float(t["b"][0])
 
 
+class OpGroupPredictor(AdditivePredictor):
+    """One cost per op group: per cell type and op, whether the op reads a cell input or an intermediate node (28
+    costs, ``space.op_groups``), plus a constant, by ridge least squares; saved, like the table, as per-edge costs.
+
+    The table's 224 costs need thousands of rows to settle; these 28 settle from about a hundred, and on the
+    duet datasets they also predict better at full size (benchmarks/RESULTS.md, "Is latency additive?"): where an
+    op sits in the cell barely matters, which kind of op it is and what it reads does. Linear, hence
+    differentiable."""
+
+    kind = "groups"
+
+    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        x = self._check_input(x).astype(np.float64)
+        y = np.asarray(y_ms, dtype=np.float64)
+        groups = op_groups()
+        w, self.b = ridge(x @ groups, y, float(self.params["ridge"]))
+        self.w = groups @ w
+        return {"train_rmse_ms": float(np.sqrt(np.mean((x @ self.w + self.b - y) ** 2)))}
+
+
 class XGBoostPredictor(Predictor):
     """Gradient-boosted trees on the same encoding (log latency target); not differentiable."""
 
@@ -226,7 +247,7 @@ class XGBoostPredictor(Predictor):
 
 
 PREDICTORS: dict[str, type[Predictor]] = {"mlp": MLPPredictor, "xgboost": XGBoostPredictor,
-                                          "additive": AdditivePredictor}
+                                          "additive": AdditivePredictor, "groups": OpGroupPredictor}
 
 
 def list_predictors() -> list[str]:
