@@ -241,8 +241,15 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(r["name"], []).append(r)
     return [{"name": name, "n": len(g), "test_accuracy": mean_std([r["test_accuracy"] for r in g]),
              "measured_ms": mean_std([r["measured_ms"] for r in g]),
-             "latency_ms": {c: mean_std([r["latency_ms"][c] for r in g]) for c in g[0]["latency_ms"]}}
+             "latency_ms": {c: mean_std([r["latency_ms"][c] for r in g]) for c in g[0]["latency_ms"]},
+             "latency_ratio": {c: mean_std([r["latency_ratio"][c] for r in g]) for c in _ratio_columns(g)}}
             for name, g in groups.items()]
+
+
+def _ratio_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The backends on which every row was timed beside DARTS_V2 (a ratio; None where a backend times alone)."""
+    cols = list(rows[0].get("latency_ratio") or {}) if rows else []
+    return [c for c in cols if all((r.get("latency_ratio") or {}).get(c) is not None for r in rows)]
 
 
 def verdict(doc: dict[str, Any]) -> list[str]:
@@ -252,16 +259,19 @@ def verdict(doc: dict[str, Any]) -> list[str]:
     base = by_name.get("lambda=0")
     if base is None or base["n"] < 2:
         return []
+    ratio = doc["target"] in base.get("latency_ratio", {})  # the host-independent measure where there is one
     lines = []
     for s in doc["summary"]:
         if not s["name"].startswith("lambda=") or s is base:
             continue
-        cut = s["measured_ms"]["mean"] / base["measured_ms"]["mean"] - 1
+        key = "latency_ratio" if ratio else "latency_ms"
+        cut = s[key][doc["target"]]["mean"] / base[key][doc["target"]]["mean"] - 1
         gap = s["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
         std = base["test_accuracy"]["std"]
         where = "within one std of lambda=0 or above" if gap >= -std else "more than one std below lambda=0"
-        lines.append(f"{s['name']}: latency {100 * cut:+.1f}% on {doc['target']}, accuracy {100 * gap:+.2f} points "
-                     f"({where}; its std {100 * std:.2f})")
+        unit = " (in DARTS_V2's units: each timed beside it)" if ratio else ""
+        lines.append(f"{s['name']}: latency {100 * cut:+.1f}% on {doc['target']}{unit}, accuracy "
+                     f"{100 * gap:+.2f} points ({where}; its std {100 * std:.2f})")
     return lines
 
 
@@ -270,30 +280,35 @@ def sweep_table(doc: dict[str, Any]) -> str:
     several seeds the mean and standard deviation per architecture and each lambda against lambda = 0."""
     t = doc["trained_config"]
     cols = list(doc["rows"][0]["latency_ms"]) if doc["rows"] else []
+    ratios = _ratio_columns(doc["rows"])
     several = len(doc.get("seeds", [])) > 1
     text = (f"Accuracy: the network trained here ({_shape(t)}; {t['data']}, {t['epochs']} epochs). "
             f"Latency: the deployment network ({_shape(doc['deployment_config'])}), min ms of latkit's "
-            f"measurement protocol.\n\n"
+            f"measurement protocol" + (", and its ratio to DARTS_V2 timed beside it in the same window (x DARTS_V2: "
+                                       "a slow host state cancels)" if ratios else "") + ".\n\n"
             f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms | "
-            + " | ".join(f"{c} ms (deployed net)" for c in cols) + " | parameter-free ops: normal (skip) / reduce |\n"
-            + "|---" * (4 + several + len(cols)) + "|\n")
+            + " | ".join(f"{c} ms (deployed net)" for c in cols) + "".join(f" | {c} x DARTS_V2" for c in ratios)
+            + " | parameter-free ops: normal (skip) / reduce |\n"
+            + "|---" * (4 + several + len(cols) + len(ratios)) + "|\n")
     for r in doc["rows"]:
         seed = f" {r['seed']} |" if several else ""
         cells = cell_report(parse(r["genotype"]))
         text += (f"| {r['name']} |{seed} {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
                  + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols)
+                 + "".join(f" | {r['latency_ratio'][c]:.3f}" for c in ratios)
                  + f" | {cells['normal']['parameter_free']} ({cells['normal']['skip_connect']}) / "
                    f"{cells['reduce']['parameter_free']} |\n")
     if not several:
         return text
     text += (f"\nMean +- standard deviation over seeds {', '.join(map(str, doc['seeds']))}:\n\n"
-             "| architecture | runs | test acc % | " + " | ".join(f"{c} ms" for c in cols) + " |\n"
-             + "|---" * (3 + len(cols)) + "|\n")
+             "| architecture | runs | test acc % | " + " | ".join(f"{c} ms" for c in cols)
+             + "".join(f" | {c} x DARTS_V2" for c in ratios) + " |\n" + "|---" * (3 + len(cols) + len(ratios)) + "|\n")
     for s in doc["summary"]:
         acc = s["test_accuracy"]
         text += (f"| {s['name']} | {s['n']} | {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f} | "
                  + " | ".join(f"{s['latency_ms'][c]['mean']:.3f} +- {s['latency_ms'][c]['std']:.3f}" for c in cols)
-                 + " |\n")
+                 + "".join(f" | {s['latency_ratio'][c]['mean']:.3f} +- {s['latency_ratio'][c]['std']:.3f}"
+                           for c in ratios) + " |\n")
     lines = verdict(doc)
     return text + ("\n" + "".join(f"- {line}\n" for line in lines) if lines else "")
 

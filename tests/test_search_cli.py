@@ -138,6 +138,11 @@ def test_sweep_with_seeds_gives_mean_and_std(predictor_dir: Path, tmp_path: Path
         statistics.fmean(r["test_accuracy"] for r in runs))
     assert summary["lambda=1"]["measured_ms"]["std"] == pytest.approx(
         statistics.stdev(r["measured_ms"] for r in runs))
+    # each timed beside DARTS_V2: the ratio is in the rows, the summary and the table, and the verdict uses it
+    assert summary["lambda=1"]["latency_ratio"]["onnxruntime/cpu"]["mean"] == pytest.approx(
+        statistics.fmean(r["latency_ratio"]["onnxruntime/cpu"] for r in runs))
+    table = (out / "sweep.md").read_text()
+    assert "onnxruntime/cpu x DARTS_V2" in table and "(in DARTS_V2's units: each timed beside it)" in table
     assert summary["DARTS_V2"]["measured_ms"]["std"] == 0  # one genotype, measured once for both seeds
     table = (out / "sweep.md").read_text()
     assert "| lambda=1 | 2 |" in table and "lambda=1: latency" in table and "; its std " in table
