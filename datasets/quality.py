@@ -14,7 +14,7 @@ from latkit.space import GenotypeError, parse, sample
 
 
 def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | None = None,
-                normalised: bool = True) -> dict[str, float]:
+                normalised: bool = True, unflagged: bool = False) -> dict[str, float]:
     """MAPE (%) between the first measurement of a sample and its independent re-measurement(s), of the normalised
     latency where the dataset is a duet (``normalised``; the pair MAPE of the ratios), else of the raw one.
 
@@ -23,8 +23,12 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
     measurements has sqrt(2) times the spread of one, for independent errors): roughly the MAPE against this data
     of a predictor that knew each architecture's true latency.
     With ``min_cpu_share``, only pairs whose both timed loops got that share of a core count (undisturbed pairs).
+    With ``unflagged`` (a duet dataset), only pairs whose both windows had the reference within the bound of its
+    baseline (``Dataset.flagged``): how well the duet measures outside the host's slow states.
     """
     t = ds.table
+    if unflagged and ds.duet:
+        t = t.filter(pa.array(~ds.flagged(t, stat)))
     if min_cpu_share is not None:
         share = np.asarray(t.column("timing_cpu_ms").to_numpy(zero_copy_only=False), dtype=np.float64) / \
             np.asarray(t.column("timing_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -103,7 +107,8 @@ def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
         "stat": stat, "protocol": protocol_name(ds.header), "normalised": ds.duet,
         "noise_floor": noise_floor(ds, stat), "noise_floor_raw": noise_floor(ds, stat, normalised=False),
         "drift": drift(ds, stat), "drift_raw": drift(ds, stat, normalised=False),
-        "reference_windows": reference_windows(ds, stat) if ds.duet else {}, "median_stage_ms": stages,
+        "reference_windows": reference_windows(ds, stat) if ds.duet else {},
+        "noise_floor_unflagged": noise_floor(ds, stat, unflagged=True) if ds.duet else {}, "median_stage_ms": stages,
         "rows_per_run": run_rows, "unreadable_lines": ds.unreadable_lines, "set_aside_lines": ds.set_aside,
         "warnings": journal_warnings(ds), "header": ds.header,
     }
@@ -278,6 +283,10 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
                      f"normalised latencies), median {rw['median_ms']:.3f}, CV {rw['cv_pct']:.2f}%, max deviation "
                      f"{rw['max_dev_pct']:.2f}% from its median; {rw['flagged']} windows more than "
                      f"{rw['bound_pct']:.0f}% slower than the baseline (flagged: a slow host state)")
+        nf = noise_floor(ds, "min_ms", unflagged=True)
+        lines.append(f"- noise floor, min_ms, normalised, pairs whose both windows are unflagged: single-measurement "
+                     f"MAPE {nf['single_mape_pct']:.2f}% over {nf['pairs']} re-measured architectures (the duet "
+                     "outside the host's slow states)")
     if s["latency_ms"]:
         lat = s["latency_ms"]
         lines.append(f"- latency range (min_ms{', normalised' if ds.duet else ''}): {lat['min']:.3f} to "

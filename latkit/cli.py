@@ -293,6 +293,9 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
         console.print(f"reference in each window ({rw['windows']}): baseline {rw['baseline_ms']:.3f} ms (normalised "
                       f"latencies are in it), CV {rw['cv_pct']:.2f}%, {rw['flagged']} windows more than "
                       f"{rw['bound_pct']:.0f}% slower than the baseline", highlight=False)
+        nf = s["noise_floor_unflagged"]
+        console.print(f"normalised noise floor over pairs whose both windows are unflagged ({nf['pairs']} pairs): "
+                      f"single measurement {nf['single_mape_pct']:.2f}%", highlight=False)
     console.print(f"protocol {s['protocol']} {h['protocol']}", highlight=False)
     if h.get("backend_options"):
         console.print(f"backend options {h['backend_options']}", highlight=False)
