@@ -24,23 +24,28 @@ from latkit.space import PUBLISHED, sample
 
 
 def one(index: int, rounds: int, backend_name: str, config: NetConfig) -> dict[str, float]:
+    """sample(0, index) and DARTS_V2 prepared side by side on one backend: the min over rounds of each one's min,
+    alone and in the duet."""
     backend = get_backend(backend_name)
     protocol = MeasureProtocol(warmup_runs=5, warmup_ms=200, repeats=30)
     model = backend.prepare(build(sample(0, index), config))
     reference = backend.prepare(build(PUBLISHED["DARTS_V2"], config), beside=model)
     alone, ref_alone, duet, ref_duet = [], [], [], []
-    for _ in range(rounds):
-        alone.append(measure(model, protocol).stats.min_ms)
-        ref_alone.append(measure(reference, protocol).stats.min_ms)
-        pair = measure(model, protocol, reference)
-        duet.append(pair.stats.min_ms)
-        ref_duet.append(pair.reference.min_ms)
-    model.close()
-    reference.close()
+    try:
+        for _ in range(rounds):
+            alone.append(measure(model, protocol).stats.min_ms)
+            ref_alone.append(measure(reference, protocol).stats.min_ms)
+            pair = measure(model, protocol, reference)
+            duet.append(pair.stats.min_ms)
+            ref_duet.append(pair.reference.min_ms)
+    finally:
+        model.close()
+        reference.close()
     return {"alone": min(alone), "ref_alone": min(ref_alone), "duet": min(duet), "ref_duet": min(ref_duet)}
 
 
 def main() -> None:
+    """Both backends for each architecture, a table row each, then the median and max discrepancy per backend."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--core", type=int, default=1)
     p.add_argument("--indices", default="0,1,2,3,4")

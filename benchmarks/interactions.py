@@ -76,6 +76,7 @@ def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
 
 
 def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
+    """One row per (model, training size, fit seed) on the dataset's fixed held-out split (undisturbed rows)."""
     ds = load(path)
     x, y, index, clean = dataset_xy(ds, DEFAULT_STAT)
     train, test = split(index, clean)
@@ -110,6 +111,7 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
+    """Mean +- std over fit seeds of each model's held-out MAPE, per dataset and training size."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     out = ["| dataset | training rows | " + " | ".join(f"{m} MAPE %" for m in models) + " | noise % (pairs) |",
            "|---|---|" + "---|" * len(models) + "---|"]
@@ -125,6 +127,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    """Run every dataset, print the table, and write it (with the rows as JSON) under --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--sizes", default="300,1000,2400")

@@ -283,10 +283,11 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
                      f"normalised latencies), median {rw['median_ms']:.3f}, CV {rw['cv_pct']:.2f}%, max deviation "
                      f"{rw['max_dev_pct']:.2f}% from its median; {rw['flagged']} windows more than "
                      f"{rw['bound_pct']:.0f}% slower than the baseline (flagged: a slow host state)")
-        nf = noise_floor(ds, "min_ms", unflagged=True)
+        nf = s["noise_floor_unflagged"]
         lines.append(f"- noise floor, min_ms, normalised, pairs whose both windows are unflagged: single-measurement "
                      f"MAPE {nf['single_mape_pct']:.2f}% over {nf['pairs']} re-measured architectures (the duet "
-                     "outside the host's slow states)")
+                     "outside the host's slow states)" if nf["pairs"] else "- no re-measured pair has both windows "
+                     "unflagged")
     if s["latency_ms"]:
         lat = s["latency_ms"]
         lines.append(f"- latency range (min_ms{', normalised' if ds.duet else ''}): {lat['min']:.3f} to "

@@ -295,7 +295,8 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
                       f"{rw['bound_pct']:.0f}% slower than the baseline", highlight=False)
         nf = s["noise_floor_unflagged"]
         console.print(f"normalised noise floor over pairs whose both windows are unflagged ({nf['pairs']} pairs): "
-                      f"single measurement {nf['single_mape_pct']:.2f}%", highlight=False)
+                      + (f"single measurement {nf['single_mape_pct']:.2f}%" if nf["pairs"] else "none"),
+                      highlight=False)
     console.print(f"protocol {s['protocol']} {h['protocol']}", highlight=False)
     if h.get("backend_options"):
         console.print(f"backend options {h['backend_options']}", highlight=False)
@@ -438,9 +439,7 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
     datasets = args.dataset or [str(p) for p in shipped()]
     sizes = _numbers(args.sizes, int, "--sizes")
     rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False))
-    targets = bench.transfer_targets(rows)
-    table = bench.transfer_markdown(rows) + ("\nFew-shot targets (mean over random draws):\n\n" + "\n".join(targets)
-                                             + "\n" if targets else "")
+    table = bench.transfer_markdown(rows)
     print(table)
     if args.out:
         out = Path(args.out)

@@ -139,19 +139,21 @@ def test_noise_floor_outside_the_slow_windows_by_hand(tmp_path: Path) -> None:
     """Pairs whose both windows had the reference within the bound of its baseline, and the rest."""
     def duet(index: int, ms: float, ref_ms: float, kind: str = "sample") -> dict:
         r = row(index, ms, kind=kind)
-        r.update({f"ref_{c}": ref_ms * r[c] / ms for c in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms",
-                                                            "iqm_ms")}, ref_std_ms=0.0, ratio=r["min_ms"] / (ref_ms * 0.9))
+        stats = ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")
+        r.update({f"ref_{c}": ref_ms * r[c] / ms for c in stats}, ref_std_ms=0.0, ratio=r["min_ms"] / (ref_ms * 0.9))
         return r
 
     fast = [duet(i, 10.0, 5.0) for i in range(12)]  # the baseline: the reference's 10th percentile, 4.5 ms (min)
+    fast[3] = duet(3, 12.0, 6.0)  # a first measurement in a slow window: its pair is left out too
     rows = fast + [duet(0, 10.2, 5.0, "repeat"), duet(1, 9.9, 5.0, "repeat"),  # 2% and 1% in fast windows
-                   duet(2, 14.0, 6.0, "repeat")]  # a slow window (reference 20% over): 40%*5/6 = 16.7% normalised
+                   duet(2, 14.0, 6.0, "repeat"),  # a slow window (reference 20% over): 40%*5/6 = 16.7% normalised
+                   duet(3, 10.0, 5.0, "repeat")]  # fast again: 10/5 against 12/6, 0% normalised, still left out
     ds = load(_dataset(tmp_path / "d.parquet", rows, dict(HEADER, protocol={"repeats": 3, "duet": True})))
     assert ds.duet
     everything, fast_only = noise_floor(ds, "min_ms"), noise_floor(ds, "min_ms", unflagged=True)
-    assert everything["pairs"] == 3 and fast_only["pairs"] == 2
+    assert everything["pairs"] == 4 and fast_only["pairs"] == 2
     assert fast_only["mape_pct"] == pytest.approx(1.5)  # (2% + 1%) / 2
-    assert everything["mape_pct"] == pytest.approx((2 + 1 + 100 * (14 / 6 / 2 - 1)) / 3)
+    assert everything["mape_pct"] == pytest.approx((2 + 1 + 100 * (14 / 6 / 2 - 1) + 0) / 4)
     assert summary(ds, "min_ms")["noise_floor_unflagged"]["pairs"] == 2
 
 

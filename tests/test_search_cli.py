@@ -141,11 +141,13 @@ def test_sweep_with_seeds_gives_mean_and_std(predictor_dir: Path, tmp_path: Path
     # each timed beside DARTS_V2: the ratio is in the rows, the summary and the table, and the verdict uses it
     assert summary["lambda=1"]["latency_ratio"]["onnxruntime/cpu"]["mean"] == pytest.approx(
         statistics.fmean(r["latency_ratio"]["onnxruntime/cpu"] for r in runs))
-    table = (out / "sweep.md").read_text()
-    assert "onnxruntime/cpu x DARTS_V2" in table and "(in DARTS_V2's units: each timed beside it)" in table
     assert summary["DARTS_V2"]["measured_ms"]["std"] == 0  # one genotype, measured once for both seeds
     table = (out / "sweep.md").read_text()
     assert "| lambda=1 | 2 |" in table and "lambda=1: latency" in table and "; its std " in table
+    ratio = {n: summary[n]["latency_ratio"]["onnxruntime/cpu"]["mean"] for n in ("lambda=0", "lambda=1")}
+    cut = 100 * (ratio["lambda=1"] / ratio["lambda=0"] - 1)
+    assert "onnxruntime/cpu x DARTS_V2" in table
+    assert f"lambda=1: latency {cut:+.1f}% on onnxruntime/cpu (in DARTS_V2's units: each timed beside it)" in table
 
 
 def test_sweep_with_the_relative_form_aims_at_its_target(predictor_dir: Path, tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ def test_bench_transfer_table_and_plots(dataset: Path, tmp_path: Path, capsys) -
     assert table.count("\n") == 2 + 6 * 2 + 3 * 2
     # both files of seed 3 are torch on cpu at one shape: each direction is held to Spearman >= 0.9 at N=20
     assert "- torch_like -> third, N=20: Spearman" in targets and "- third -> torch_like, N=20:" in targets
+    assert "synthetic ->" not in targets and "-> synthetic" not in targets  # another shape: no target
     assert "synthetic -> torch_like | 20 |" in table and "all others -> third | 5 |" in table
     assert (tmp_path / "b" / "transfer_torch_like.png").stat().st_size > 1000
     assert main(["bench", "transfer", "--dataset", str(dataset)]) == 2

@@ -190,10 +190,9 @@ class OpGroupPredictor(AdditivePredictor):
     """One cost per op group: per cell type and op, whether the op reads a cell input or an intermediate node (28
     costs, ``space.op_groups``), plus a constant, by ridge least squares; saved, like the table, as per-edge costs.
 
-    The table's 224 costs need thousands of rows to settle; these 28 settle from about a hundred, and on the
-    duet datasets they also predict better at full size (benchmarks/RESULTS.md, "Is latency additive?"): where an
-    op sits in the cell barely matters, which kind of op it is and what it reads does. Linear, hence
-    differentiable."""
+    The table's 224 costs need thousands of rows to settle; these 28 settle from about a hundred. Where an op
+    sits in the cell matters little for latency, which kind of op it is and what it reads matters most
+    (benchmarks/RESULTS.md, "Is latency additive in the ops?"). Linear, hence differentiable."""
 
     kind = "groups"
 

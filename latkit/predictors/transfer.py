@@ -135,7 +135,8 @@ class TransferPredictor(Predictor):
 
     def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
         if not self.differentiable:
-            raise PredictorError("a transfer predictor is differentiable only if all its priors are (mlp, additive, groups)")
+            raise PredictorError("a transfer predictor is differentiable only if all its priors are (mlp, additive, "
+                                 "groups)")
         x = x.to(torch.float32)
         out = sum(c * p.torch_ms(x) for c, p in self._chosen()) + float(self.coef[-1])
         return out + x @ torch.as_tensor(self.delta, dtype=torch.float32, device=x.device)
