@@ -4,13 +4,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 LATKIT=${LATKIT:-.venv/bin/latkit}
 P=datasets/partial
-(
-  $LATKIT measure --backend openvino --count 3000 --pin-cpu 1 --out $P/openvino_cpu_b1_r32_c36_l20.parquet
-  $LATKIT measure --backend torch --count 3000 --pin-cpu 1 --out $P/torch_cpu_b1_r32_c36_l20.parquet
-) > $P/core1.log 2>&1 &
-(
-  # batch 1 first: it is the few-shot targets' and the cross-backend matrix's other half (batch 8 is slow, 150/h)
-  $LATKIT measure --backend onnxruntime --count 3000 --pin-cpu 0 --out $P/onnxruntime_cpu_b1_r32_c36_l20.parquet
-  $LATKIT measure --backend onnxruntime --batch 8 --count 500 --pin-cpu 0 --out $P/onnxruntime_cpu_b8_r32_c36_l20.parquet
-) > $P/core0.log 2>&1 &
+# done and shipped: openvino and onnxruntime at batch 1 (datasets/*.parquet)
+$LATKIT measure --backend torch --count 3000 --pin-cpu 1 --out $P/torch_cpu_b1_r32_c36_l20.parquet > $P/core1.log 2>&1 &
+$LATKIT measure --backend onnxruntime --batch 8 --count 500 --pin-cpu 0 --out $P/onnxruntime_cpu_b8_r32_c36_l20.parquet \
+  > $P/core0.log 2>&1 &
 wait
