@@ -12,6 +12,8 @@ size and fit seed (the seed draws the training subset and the fit's own randomne
 - op groups + counts, table + counts: the op groups or the table plus, per cell, the products of its op counts
   (every pair of op types, within the normal cell, within the reduction cell, and across the two): what one op
   costs may depend on how many of the others the cell holds (cache footprint, a runtime's fusions);
+- op groups + counts + boosted residual: gradient-boosted trees (XGBoost, depth 3) fitted to what the op groups plus
+  counts leave, over the 28 op-group counts: any further interaction that trees can find;
 - table + node pairs: the table plus, per cell and node, which unordered pair of ops feeds that node (the two
   inputs that are summed: a runtime can fuse them, or their buffers compete).
 The op-group and extended models are ridge fits whose penalty is chosen on a quarter of the training rows, then
@@ -63,7 +65,8 @@ def node_pairs(x: np.ndarray) -> np.ndarray:
 
 
 def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
-    """Ridge with the penalty chosen on every fourth training row, refitted on all rows; predictions on f_test."""
+    """Ridge with the penalty chosen on every fourth training row, refitted on all rows; predictions on f_test (a
+    list of arrays: predictions on each)."""
     val = np.zeros(len(f), dtype=bool)
     val[::4] = True
 
@@ -72,7 +75,18 @@ def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
         return metrics(y[val], f[val] @ w + b)["mape_pct"]
 
     w, b = ridge(f, y, min(ALPHAS, key=mape))
-    return f_test @ w + b
+    return [t @ w + b for t in f_test] if isinstance(f_test, list) else f_test @ w + b
+
+
+def boosted_residual(f: np.ndarray, groups: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    """Ridge on ``f`` (rows ``~test`` train), then XGBoost on its residual over the op-group counts ``groups``."""
+    import xgboost
+
+    base_train, base_test = ridge_cv(f[~test], y[~test], [f[~test], f[test]])
+    trees = xgboost.XGBRegressor(n_estimators=400, max_depth=3, learning_rate=0.05, subsample=0.8, n_jobs=1,
+                                 random_state=seed)
+    trees.fit(groups[~test], y[~test] - base_train)
+    return base_test + trees.predict(groups[test])
 
 
 def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
@@ -100,6 +114,10 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
                 predictions[name] = p.predict_ms(x[test])
             for name, f in features.items():
                 predictions[name] = ridge_cv(f[pick], y[pick], f[test])
+            rows_in = np.concatenate([pick, np.flatnonzero(test)])
+            is_test = np.arange(len(rows_in)) >= len(pick)
+            predictions["op groups + counts + boosted residual"] = boosted_residual(
+                features["op groups + counts"][rows_in], groups[rows_in], y[rows_in], is_test, seed)
             for name, pred in predictions.items():
                 m = metrics(y[test], pred)
                 rows.append({"dataset": Path(path).name, "model": name, "train_size": int(size), "seed": seed,
