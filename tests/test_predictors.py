@@ -137,6 +137,8 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
     rows = json.loads((tmp_path / "bench" / "predictors.json").read_text())
     small = {r["seed"]: r["mape_pct"] for r in rows if r["train_size"] == 100}
     assert small[0] != small[1]  # another seed, another training subset
+    clean = np.array([r["undisturbed"]["mape_pct"] for r in rows if r["train_size"] == 100])
+    assert f"| synthetic.parquet | 100 | additive | 2 | {clean.mean():.2f} +- {clean.std(ddof=1):.2f} |" in table
     assert (tmp_path / "bench" / "learning_curve_synthetic.png").stat().st_size > 1000
 
 
