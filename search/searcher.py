@@ -181,8 +181,9 @@ def collapse_warning(genotype: Genotype) -> Optional[str]:
         return None
     return (f"the normal cell has {skips} skip connections (P-DARTS and DARTS+ bound them at {SKIP_BOUND}): the "
             "skip-connection collapse of DARTS, which a latency penalty feeds (a parameter-free op is the cheapest "
-            f"way to cut latency), costs accuracy; search again with --max-skip {SKIP_BOUND} (P-DARTS' rule at "
-            "derivation), or a smaller lambda")
+            f"way to cut latency), costs accuracy; search again with a smaller lambda, or with --max-skip {SKIP_BOUND} "
+            "(P-DARTS' rule at derivation: it bounds skips only, and on latkit's seeded sweep pools took their places; "
+            "benchmarks/RESULTS.md)")
 
 
 def target_name(predictor: Any) -> str:
