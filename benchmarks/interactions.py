@@ -64,9 +64,8 @@ def node_pairs(x: np.ndarray) -> np.ndarray:
     return out.reshape(len(x), -1)
 
 
-def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
-    """Ridge with the penalty chosen on every fourth training row, refitted on all rows; predictions on f_test (a
-    list of arrays: predictions on each)."""
+def ridge_cv(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ridge (w, b) with the penalty chosen on every fourth training row, refitted on all rows."""
     val = np.zeros(len(f), dtype=bool)
     val[::4] = True
 
@@ -74,19 +73,18 @@ def ridge_cv(f: np.ndarray, y: np.ndarray, f_test: np.ndarray) -> np.ndarray:
         w, b = ridge(f[~val], y[~val], alpha)
         return metrics(y[val], f[val] @ w + b)["mape_pct"]
 
-    w, b = ridge(f, y, min(ALPHAS, key=mape))
-    return [t @ w + b for t in f_test] if isinstance(f_test, list) else f_test @ w + b
+    return ridge(f, y, min(ALPHAS, key=mape))
 
 
 def boosted_residual(f: np.ndarray, groups: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """Ridge on ``f`` (rows ``~test`` train), then XGBoost on its residual over the op-group counts ``groups``."""
     import xgboost
 
-    base_train, base_test = ridge_cv(f[~test], y[~test], [f[~test], f[test]])
+    w, b = ridge_cv(f[~test], y[~test])
     trees = xgboost.XGBRegressor(n_estimators=400, max_depth=3, learning_rate=0.05, subsample=0.8, n_jobs=1,
                                  random_state=seed)
-    trees.fit(groups[~test], y[~test] - base_train)
-    return base_test + trees.predict(groups[test])
+    trees.fit(groups[~test], y[~test] - (f[~test] @ w + b))
+    return f[test] @ w + b + trees.predict(groups[test])
 
 
 def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
@@ -113,7 +111,8 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
                 p.fit(x[pick], y[pick], seed)
                 predictions[name] = p.predict_ms(x[test])
             for name, f in features.items():
-                predictions[name] = ridge_cv(f[pick], y[pick], f[test])
+                w, b = ridge_cv(f[pick], y[pick])
+                predictions[name] = f[test] @ w + b
             rows_in = np.concatenate([pick, np.flatnonzero(test)])
             is_test = np.arange(len(rows_in)) >= len(pick)
             predictions["op groups + counts + boosted residual"] = boosted_residual(

@@ -164,10 +164,19 @@ class AdditivePredictor(Predictor):
         self.w = np.zeros(ENCODING_SIZE)
         self.b = 0.0
 
+    def _basis(self) -> np.ndarray | None:
+        """The terms the costs are fitted on, as a ``(224, k)`` map from the encoding (None: one per edge and op)."""
+        return None
+
     def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
         x = self._check_input(x).astype(np.float64)
         y = np.asarray(y_ms, dtype=np.float64)
-        self.w, self.b = ridge(x, y, float(self.params["ridge"]))
+        basis = self._basis()
+        if basis is None:
+            self.w, self.b = ridge(x, y, float(self.params["ridge"]))
+        else:
+            w, self.b = ridge(x @ basis, y, float(self.params["ridge"]))
+            self.w = basis @ w
         return {"train_rmse_ms": float(np.sqrt(np.mean((x @ self.w + self.b - y) ** 2)))}
 
     def predict_ms(self, x: np.ndarray) -> np.ndarray:
@@ -196,13 +205,8 @@ class OpGroupPredictor(AdditivePredictor):
 
     kind = "groups"
 
-    def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
-        x = self._check_input(x).astype(np.float64)
-        y = np.asarray(y_ms, dtype=np.float64)
-        groups = op_groups()
-        w, self.b = ridge(x @ groups, y, float(self.params["ridge"]))
-        self.w = groups @ w
-        return {"train_rmse_ms": float(np.sqrt(np.mean((x @ self.w + self.b - y) ** 2)))}
+    def _basis(self) -> np.ndarray:
+        return op_groups()
 
 
 class XGBoostPredictor(Predictor):
