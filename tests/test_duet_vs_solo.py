@@ -1,0 +1,45 @@
+"""benchmarks/duet_vs_solo.py: a contention the encoding cannot see shows as residuals anti-correlated with solo/duet."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import COSTS
+from latkit.space import encode, sample
+from test_datasets import HEADER, _dataset, row
+
+spec = importlib.util.spec_from_file_location("duet_vs_solo", Path(__file__).parents[1] / "benchmarks/duet_vs_solo.py")
+duet_vs_solo = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(duet_vs_solo)
+
+N = 1000
+TRUE_MS = 2.0 + np.stack([encode(sample(0, i)) for i in range(N)]) @ COSTS  # additive: a table can hold it
+CONTENTION = np.random.default_rng(1).uniform(-0.03, 0.03, N)  # what timing beside DARTS_V2 adds, per architecture
+
+
+def _row(index: int, min_ms: float, duet: bool) -> dict:
+    r = row(index, min_ms / 0.9)  # row() sets min_ms to 0.9 x its median
+    if duet:  # a steady reference (min 4.5 ms): the normalised latency is the min itself
+        r.update({f"ref_{c}": 4.5 * r[c] / r["min_ms"] for c in ("median_ms", "mean_ms", "min_ms", "p10_ms",
+                                                                   "p90_ms", "iqm_ms")}, ref_std_ms=0.0,
+                 ratio=r["min_ms"] / 4.5)
+    return r
+
+
+def test_contention_the_encoding_cannot_see_is_found(tmp_path: Path) -> None:
+    duet = _dataset(tmp_path / "duet.parquet", [_row(i, TRUE_MS[i] * (1 + CONTENTION[i]), True) for i in range(N)],
+                    dict(HEADER, protocol={"repeats": 3, "duet": True}))
+    solo = _dataset(tmp_path / "solo.parquet", [_row(i, 1.1 * TRUE_MS[i], False) for i in range(4, N, 5)])
+    c = duet_vs_solo.compare(str(duet), str(solo), "additive")
+    assert c["architectures"] == N // 5
+    assert c["corr"] < -0.7  # the residual is mostly the contention, and solo/duet its negative
+    assert c["vs_solo_pct"] < 0.6 * c["vs_duet_pct"]  # the predictor is closer to the times without it
+
+
+def test_a_solo_file_as_the_duet_one_is_refused(tmp_path: Path) -> None:
+    solo = _dataset(tmp_path / "solo.parquet", [_row(i, 1.0, False) for i in range(10)])
+    with pytest.raises(SystemExit, match="--duet must be a duet file"):
+        duet_vs_solo.compare(str(solo), str(solo))
