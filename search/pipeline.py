@@ -257,8 +257,8 @@ def verdict(doc: dict[str, Any]) -> list[str]:
     """Each lambda > 0 against plain DARTS (lambda = 0) on the target: the change of mean measured latency (of the
     ratio to DARTS_V2 timed beside each, where every run has one; else of the raw minimum), the change of mean
     accuracy, and whether that accuracy is within one standard deviation over seeds of lambda = 0: the spread
-    pooled over both (a test set of a few hundred images gives a few accuracies, so three seeds of one lambda can
-    tie, and a std of 0 is no yardstick)."""
+    pooled over both, weighted by their degrees of freedom (a test set of a few hundred images gives a few
+    accuracies, so three seeds of one lambda can tie, and its std of 0 alone is no yardstick)."""
     by_name = {s["name"]: s for s in doc.get("summary", [])}
     base = by_name.get("lambda=0")
     if base is None or base["n"] < 2:
@@ -272,7 +272,9 @@ def verdict(doc: dict[str, Any]) -> list[str]:
         key = "latency_ratio" if ratio else "latency_ms"
         cut = s[key][doc["target"]]["mean"] / base[key][doc["target"]]["mean"] - 1
         gap = s["test_accuracy"]["mean"] - base["test_accuracy"]["mean"]
-        std = math.sqrt((base["test_accuracy"]["std"] ** 2 + s["test_accuracy"]["std"] ** 2) / 2)
+        # pooled by degrees of freedom (base has at least 2 runs); a single run adds no spread
+        std = math.sqrt(((base["n"] - 1) * base["test_accuracy"]["std"] ** 2
+                         + (s["n"] - 1) * s["test_accuracy"]["std"] ** 2) / (base["n"] + s["n"] - 2))
         where = "within one std of lambda=0 or above" if gap >= -std else "more than one std below lambda=0"
         unit = " (in DARTS_V2's units: each timed beside it)" if ratio else ""
         lines.append(f"{s['name']}: latency {100 * cut:+.1f}% on {doc['target']}{unit}, accuracy "

@@ -206,8 +206,8 @@ def test_the_verdict_pools_the_accuracy_spread_of_both_lambdas() -> None:
     """Three seeds of lambda=0 that tie on a small test set (std 0) do not make one image's gap "below"."""
     from latkit.search.pipeline import verdict
 
-    def run(name: str, ratio: float, acc: float, acc_std: float) -> dict:
-        return {"name": name, "n": 3, "test_accuracy": {"mean": acc, "std": acc_std},
+    def run(name: str, ratio: float, acc: float, acc_std: float, n: int = 3) -> dict:
+        return {"name": name, "n": n, "test_accuracy": {"mean": acc, "std": acc_std},
                 "latency_ratio": {"onnxruntime/cpu": {"mean": ratio, "std": 0.0}}}
 
     doc = {"target": "onnxruntime/cpu", "summary": [
@@ -217,3 +217,6 @@ def test_the_verdict_pools_the_accuracy_spread_of_both_lambdas() -> None:
     assert half.startswith("lambda=0.5: latency -41.8% on onnxruntime/cpu")
     assert "-0.28 points (within one std of lambda=0 or above; std pooled over both 0.91)" in half
     assert "-2.03 points (more than one std below lambda=0; std pooled over both 0.30)" in two
+    one_run = {"target": "onnxruntime/cpu",
+               "summary": [run("lambda=0", 0.9, 0.98, 0.01), run("lambda=4", 0.4, 0.97, 0.0, 1)]}
+    assert verdict(one_run)[0].endswith("std pooled over both 1.00)")  # a single run adds no spread, nor halves it
