@@ -15,6 +15,7 @@ import argparse
 
 import numpy as np
 
+from latkit.datasets.quality import repeat_pairs
 from latkit.datasets.store import Dataset, load
 
 BOOTSTRAP = 2000
@@ -23,14 +24,8 @@ BOOTSTRAP = 2000
 def pair_changes(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(dn, dr): the log-changes of the normalised and of the raw minimum over the dataset's re-measured pairs."""
     t = ds.table
-    kind, index, status = (t.column(c).to_pylist() for c in ("kind", "index", "status"))
     norm, raw = ds.latency_ms(t, "min_ms", True), ds.latency_ms(t, "min_ms", False)
-    first: dict[int, int] = {}
-    for n, (k, i, s) in enumerate(zip(kind, index, status)):
-        if k == "sample" and s == "ok":
-            first.setdefault(i, n)
-    pairs = [(first[i], n) for n, (k, i, s) in enumerate(zip(kind, index, status))
-             if k == "repeat" and s == "ok" and i in first]
+    pairs = repeat_pairs(t)
     return (np.array([np.log(norm[b] / norm[a]) for a, b in pairs]),
             np.array([np.log(raw[b] / raw[a]) for a, b in pairs]))
 

@@ -33,19 +33,24 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
         share = np.asarray(t.column("timing_cpu_ms").to_numpy(zero_copy_only=False), dtype=np.float64) / \
             np.asarray(t.column("timing_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
         t = t.filter(np.nan_to_num(share) >= min_cpu_share)
-    kind, status, index = (t.column(c).to_pylist() for c in ("kind", "status", "index"))
     value = ds.latency_ms(t, stat, normalised).tolist()
-    first: dict[int, float] = {}
-    for k, s, i, v in zip(kind, status, index, value):
-        if k == "sample" and s == "ok":
-            first.setdefault(i, v)
-    errors = [abs(v - first[i]) / first[i] for k, s, i, v in zip(kind, status, index, value)
-              if k == "repeat" and s == "ok" and i in first]
+    errors = [abs(value[b] - value[a]) / value[a] for a, b in repeat_pairs(t)]
     if not errors:
         return {"pairs": 0, "mape_pct": float("nan"), "single_mape_pct": float("nan"), "p90_ape_pct": float("nan")}
     e = 100 * np.asarray(errors)
     return {"pairs": len(errors), "mape_pct": float(e.mean()), "single_mape_pct": float(e.mean() / math.sqrt(2)),
             "p90_ape_pct": float(np.percentile(e, 90))}
+
+
+def repeat_pairs(table: pa.Table) -> list[tuple[int, int]]:
+    """(row of an index's first successful sample, row of one of its successful repeats) for every such repeat."""
+    kind, status, index = (table.column(c).to_pylist() for c in ("kind", "status", "index"))
+    first: dict[int, int] = {}
+    for n, (k, s, i) in enumerate(zip(kind, status, index)):
+        if k == "sample" and s == "ok":
+            first.setdefault(i, n)
+    return [(first[i], n) for n, (k, s, i) in enumerate(zip(kind, status, index))
+            if k == "repeat" and s == "ok" and i in first]
 
 
 def drift(ds: Dataset, stat: str = "median_ms", normalised: bool = True) -> dict[str, float]:
