@@ -10,7 +10,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 mkdir -p "$W/site" && (cd "$W/site" && python3 -m zipfile -e "$W"/onnxruntime_gpu-*.whl .)
 tar -C "$W/site" -cJf "$W/ortgpu.tar.xz" .
 rm -rf .ortgpu && mkdir .ortgpu
-split -b 40M -d "$W/ortgpu.tar.xz" .ortgpu/part.  # 40 MiB: room for the tree to grow to 24 MiB
+split -b 49M -d "$W/ortgpu.tar.xz" .ortgpu/part.  # 4 parts of at most 49 MiB: with `bash benchmarks/gpu_lite_tree.sh on` (about 3 MiB travels)
 rm -rf "$W"
 tree_mib=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 tree_mib=$(( tree_mib / 1048576 ))
