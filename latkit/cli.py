@@ -351,7 +351,10 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     what = f"{predictor.kind} on {meta['training_size']} architectures of {args.dataset} ({unit})"
     if held_out is None:
         r = meta["fit_report"]
-        console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%, scales "
+        nested = r.get("nested_loo_mape_pct")
+        nested = f" ({nested:.2f}% with the choice made again without each row)" if nested is not None else ""
+        console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%{nested}, "
+                      f"scales "
                       f"{', '.join(f'{a:.3f}' for a in r['scales'])}, shift {r['shift_ms']:.3f} ms, corrections: "
                       f"per op group {r['group_ridge'] or 'none'}, per edge {r['edge_ridge'] or 'none'}; "
                       f"{100 * meta['interval']['level']:.0f}% interval +-"

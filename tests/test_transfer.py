@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from conftest import known_latency
 from latkit.cli import main
@@ -117,6 +118,7 @@ def test_too_few_rows_and_no_prior_are_refused(prior: Path, tmp_path: Path, caps
     assert main(["fit", "--dataset", str(small), "--prior", str(prior), "--out", str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
     assert "transfer on 12 architectures" in out and "leave-one-out MAPE" in out and "interval" in out
+    assert "with the choice made again without each row" in out
     assert main(["fit", "--dataset", str(small), "--model", "additive", "--out", str(tmp_path / "q")]) == 0
     assert "few for a from-scratch additive" in capsys.readouterr().err
 
@@ -176,18 +178,61 @@ def test_rows_all_left_out_as_disturbed_say_so(prior: Path, tmp_path: Path) -> N
         fit_transfer(path, [str(prior)])
 
 
-def test_leave_one_out_residuals_are_those_of_refits() -> None:
+def test_leave_one_and_two_out_residuals_are_those_of_refits() -> None:
     from latkit.predictors.transfer import _solve
 
     rng = np.random.default_rng(0)
     a = np.column_stack([rng.uniform(1, 5, 15), np.ones(15), rng.integers(0, 2, (15, 6))])
     y = a @ rng.normal(size=a.shape[1]) + rng.normal(0, 0.1, 15)
     penalty = np.array([0.0, 0.0] + [0.5] * 6)  # scale and shift free, the corrections shrunk
-    _, loo = _solve(a, y, penalty)
-    for i in range(len(y)):
-        rest = np.arange(len(y)) != i
+    _, loo, none = _solve(a, y, penalty)
+    _, loo_too, pair = _solve(a, y, penalty, pairs=True)
+    assert none is None and np.allclose(loo, loo_too, rtol=1e-10) and np.isnan(np.diag(pair)).all()
+
+    def refit_residual(left_out: list[int], row: int) -> float:
+        rest = ~np.isin(np.arange(len(y)), left_out)
         coef = np.linalg.solve(a[rest].T @ a[rest] + np.diag(penalty), a[rest].T @ y[rest])
-        assert loo[i] == pytest.approx(y[i] - a[i] @ coef, rel=1e-8, abs=1e-10)
+        return float(y[row] - a[row] @ coef)
+
+    for i in range(len(y)):
+        assert loo[i] == pytest.approx(refit_residual([i], i), rel=1e-8, abs=1e-10)
+        for j in range(len(y)):
+            if j != i:
+                assert pair[i, j] == pytest.approx(refit_residual([i, j], j), rel=1e-8, abs=1e-10)
+
+
+def test_the_interval_comes_from_the_whole_choice_made_again_without_each_row(prior: Path) -> None:
+    """Brute force: for each row, run the choice on the other rows (penalties scaled as in the full fit), predict the
+    row with the fit it picks; the interval is the conformal width of those residuals, not of the chosen fit's."""
+    from latkit.predictors.base import conformal_rel
+    from latkit.predictors.transfer import _design, _one_standard_error
+
+    n = 14
+    x = encode_many([sample(3, i) for i in range(n)]).astype(np.float64)
+    rng = np.random.default_rng(4)
+    y = 1.3 * known_latency(x) + 2.0 + rng.normal(0, 0.6, n)
+    unrelated = make_predictor("additive")
+    unrelated.fit(x, rng.uniform(5, 9, n))
+    t = TransferPredictor([load_dir(prior), unrelated])
+    report = t.fit(x, y)
+    prior_ms = np.column_stack([p.predict_ms(x) for p in t.priors])
+    brute = np.zeros(n)
+    with threadpool_limits(limits=1, user_api="blas"):  # tiny solves: BLAS threads only spin on a busy core
+        fits = t._candidates(x, y, prior_ms)
+        own = fits[_one_standard_error([(f["simplicity"], f["ape"].mean(), f["ape"].std() / np.sqrt(n))
+                                        for f in fits])]["loo"]
+        for i in range(n):
+            keep = np.arange(n) != i
+            fits = t._candidates(x[keep], y[keep], prior_ms[keep], penalty_rows=n)
+            f = fits[_one_standard_error([(f["simplicity"], f["ape"].mean(), f["ape"].std() / np.sqrt(n - 1))
+                                          for f in fits])]
+            brute[i] = y[i] - (_design(x[i:i + 1], prior_ms[i:i + 1], f["subset"], f["a_group"], f["a_edge"])
+                               @ f["coef"])[0]
+    assert not np.allclose(brute, own)  # without some row the choice changes: the test can tell the two apart
+    pred = t.predict_ms(x)
+    assert t.interval_rel == pytest.approx(conformal_rel(brute / pred, 0.9)[0], rel=1e-8)
+    assert report["nested_loo_mape_pct"] == pytest.approx(100 * np.mean(np.abs(brute) / y), rel=1e-8)
+    assert report["nested_loo_mape_pct"] != pytest.approx(100 * np.mean(np.abs(own) / y), rel=1e-6)
 
 
 def _transfer_row(backends: list[str], n: int, spearman: float, mape: float) -> dict:
