@@ -12,7 +12,7 @@ import pytest
 from latkit.cli import main
 from latkit.datasets import shipped, store
 from latkit.datasets.quality import drift, journal_warnings, noise_floor, summary, validate
-from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, header_diff, journal_path, load, merge,
+from latkit.datasets.store import (FORMAT, FORMAT_VERSION, DatasetError, journal_path, load, merge,
                                    open_writer, rejected_path, write)
 from latkit.space import sample
 
@@ -312,17 +312,13 @@ def test_backend_options_are_part_of_the_identity(tmp_path: Path) -> None:
 
 
 def test_shipped_datasets_read_v1_solo_and_v2_duet() -> None:
-    legacy = 0
     for path in shipped():
         ds = load(path)
         assert (ds.header["version"], ds.duet) in ((1, False), (2, True))  # a v1 file is solo, a duet file v2
         assert ds.unreadable_lines == 0 and ds.table.num_rows > 0
-        if ds.runs:  # every run that wrote rows keeps its own provenance
-            assert set(ds.table.column("run_id").to_pylist()) <= set(ds.runs)
-        else:  # written before per-run provenance and backend options: still read, options default to none
-            legacy += 1
-            assert header_diff(ds.header, dict(ds.header, backend_options={})) == []
-    assert legacy == 1  # the torch dataset of issue 3 (the onnxruntime one was re-measured with the duet)
+        # every run that wrote rows keeps its own provenance (the one file written before it, torch's of issue 3,
+        # was re-measured with the duet)
+        assert ds.runs and set(ds.table.column("run_id").to_pylist()) <= set(ds.runs)
 
 
 def test_merge_ok_row_wins_over_error_row_in_either_order(tmp_path: Path) -> None:
