@@ -123,8 +123,6 @@ class Backend(ABC):
     # False where preparing a model invalidates runners prepared before (torch.compile resets Dynamo's caches):
     # a campaign then prepares its reference architecture afresh for each reference timing
     persistent_runners: ClassVar[bool] = True
-    # Why this backend cannot be timed beside a reference (the duet) yet; empty where it can
-    no_duet: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, device: str = "cpu", threads: int = 1, **options: Any):

@@ -84,9 +84,6 @@ class Worker:
 
     def __init__(self, backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int):
         self.backend, self.config, self.protocol, self.seed = backend, config, protocol, seed
-        if protocol.duet and backend.no_duet:
-            raise LatkitError(f"{backend.name} cannot be measured with the duet protocol: {backend.no_duet}; measure "
-                              "it with --solo")
         self.reference = Reference(backend, reference_source(config)) if protocol.duet else None
         self.run_id = uuid.uuid4().hex[:12]
         self.run = run_provenance(environment(backend, protocol), protocol)
