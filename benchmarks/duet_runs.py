@@ -61,9 +61,11 @@ def main() -> None:
             for repeats in lengths[w % len(lengths):] + lengths[:w % len(lengths)]:
                 for fresh in (False, True) if args.fresh else (False,):
                     runner = backend.prepare(network, beside=reference) if fresh else model
-                    pair = measure(runner, MeasureProtocol(repeats=repeats), reference)
-                    if fresh:
-                        runner.close()
+                    try:
+                        pair = measure(runner, MeasureProtocol(repeats=repeats), reference)
+                    finally:
+                        if fresh:
+                            runner.close()
                     rows.append({"window": w, "repeats": repeats, "fresh": fresh, "min_ms": pair.stats.min_ms,
                                  "ratio": pair.stats.min_ms / pair.reference.min_ms,
                                  "window_s": pair.wall_ms / 1e3})

@@ -27,6 +27,7 @@ left() { echo $(( budget - ($(date +%s) - t0) - 25 )); }
 
 measure() {  # measure FILE ARGS...: the campaign for the time left, then the file and its summary into $OUT
   local ds=$1; shift
+  [ "$(left)" -ge 30 ] || { echo "no time left to measure $(basename "$ds")"; return; }
   echo "measuring $(basename "$ds") for $(left) s"
   timeout -s INT "$(left)" $L measure --count 3000 --out "$ds" "$@" >"$OUT/measure_$(basename "$ds" .parquet).log" 2>&1
   tail -3 "$OUT/measure_$(basename "$ds" .parquet).log"
@@ -56,8 +57,9 @@ case $mode in
       | tee "$OUT/checks.txt"
     timeout 120 python3 -m pytest -q -rs -m gpu -k "onnxruntime or cuda_runners" -p no:cacheprovider "$R/tests" 2>&1 \
       | tail -15 | tee -a "$OUT/checks.txt"
-    # 2026-11-28 (H200): with the default cudnn_conv_algo_search=EXHAUSTIVE each session took 5-20 s to create and
-    # the campaign ran at 0.09 architectures/s (datasets/onnxruntime_cuda_graph_b1_r32_c36_l20.parquet, 31 rows).
+    # 2026-11-28 (H200): with the default cudnn_conv_algo_search=EXHAUSTIVE each architecture's warm-up took a
+    # median 8.3 s (prepare 0.15 s; cuDNN tries every algorithm on a convolution's first run) and the campaign ran
+    # at 0.09 architectures/s (datasets/onnxruntime_cuda_graph_b1_r32_c36_l20.parquet, 31 rows).
     # Next: HEURISTIC, into its own file (a different option is a different identity).
     measure /tmp/gpu/onnxruntime_cuda_graph_heuristic_b1_r32_c36_l20.parquet --backend onnxruntime --device cuda \
       -O cuda_graph=true -O cudnn_conv_algo_search=HEURISTIC

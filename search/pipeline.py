@@ -26,17 +26,14 @@ def deployment_config(predictor: Any) -> NetConfig:
 
 def measure_ms(backend_name: str, device: str, genotype: Genotype, config: NetConfig) -> dict[str, float]:
     """Latency of a genotype on a backend through latkit's own measurement path: the campaign protocol, beside
-    DARTS_V2 (``ratio``: its min in DARTS_V2's units from the same window, which a slow host state does not move;
-    None on a backend that cannot be timed in a duet yet, ``Backend.no_duet``, which is timed alone)."""
+    DARTS_V2 (``ratio``: its min in DARTS_V2's units from the same window, which a slow host state does not move)."""
     backend = get_backend(backend_name, device)
     backend.check_available()
-    reference = None if backend.no_duet else Reference(backend, reference_source(config))  # no_duet: alone
+    reference = Reference(backend, reference_source(config))
     try:
-        row = time_genotype(backend, genotype, config, MeasureProtocol(duet=reference is not None),
-                            reference=reference)
+        row = time_genotype(backend, genotype, config, MeasureProtocol(), reference=reference)
     finally:
-        if reference is not None:
-            reference.close()
+        reference.close()
     if row["status"] != "ok":
         raise LatkitError(f"measuring on {backend_name}/{device} failed: {row['error']}")
     return {"min_ms": row["min_ms"], "median_ms": row["median_ms"], "ratio": row["ratio"],

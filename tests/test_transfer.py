@@ -251,3 +251,16 @@ def test_transfer_targets_hold_onnxruntime_and_openvino_to_the_stricter_bar() ->
     assert transfer_targets([_transfer_row(both, 50, 0.99, 1.49)])[0].endswith("= 1.50%): met")
     assert transfer_targets([_transfer_row(both, 50, 0.99, 1.51)])[0].endswith(": missed")
     assert transfer_targets([dict(_transfer_row(both, 20, 0.99, 1.0), same_shape_cpu=False)]) == []
+
+
+def test_a_fit_that_cannot_predict_a_row_without_it_is_not_chosen_for_that_row() -> None:
+    from latkit.predictors.transfer import _nested_residuals
+
+    y = np.array([1.0, 2.0, 3.0])
+    simple = {"simplicity": (1,), "loo": np.array([np.inf, 0.2, 0.3]),  # interpolates row 0
+              "without": (np.array([0.01, 0.5, 0.5]), np.zeros(3))}
+    other = {"simplicity": (2,), "loo": np.array([0.4, 0.6, 0.7]), "without": (np.array([0.9, 0.1, 0.1]), np.zeros(3))}
+    honest = _nested_residuals([simple, other], y, fallback=np.full(3, -1.0))
+    # row 0: the simpler fit scores better without it but has no residual for it; rows 1, 2: the better error wins
+    assert honest.tolist() == [0.4, 0.6, 0.7]
+    assert _nested_residuals([simple], y, fallback=np.full(3, -1.0)).tolist() == [-1.0, 0.2, 0.3]

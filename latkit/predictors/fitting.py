@@ -195,7 +195,9 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
     held_out = None if test is None else scored(predictor, x[test], y[test], clean[test])
     predictor.meta = _meta(ds, path, stat, normalised, index[rows], y[rows], held_out, fit_s, report)
     predictor.meta["interval"] = {"level": predictor.interval_level, "rel": predictor.interval_rel,
-                                  "method": "leave-one-out conformal", "n": int(len(rows))}
+                                  "method": "nested leave-one-out conformal"
+                                  if report.get("nested_loo_mape_pct") is not None else "leave-one-out conformal",
+                                  "n": int(len(rows))}
     predictor.meta["priors"] = [{"spec": spec, "kind": p.kind, "backend": p.meta.get("backend"),
                                  "device": p.meta.get("device"), "config": p.meta.get("config"),
                                  "dataset": p.meta.get("dataset")} for spec, p in zip(priors, loaded)]
