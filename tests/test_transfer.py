@@ -264,3 +264,17 @@ def test_a_fit_that_cannot_predict_a_row_without_it_is_not_chosen_for_that_row()
     # row 0: the simpler fit scores better without it but has no residual for it; rows 1, 2: the better error wins
     assert honest.tolist() == [0.4, 0.6, 0.7]
     assert _nested_residuals([simple], y, fallback=np.full(3, -1.0)).tolist() == [-1.0, 0.2, 0.3]
+
+
+def test_above_the_nested_limit_the_interval_keeps_the_chosen_fits_residuals() -> None:
+    from latkit.predictors.transfer import NESTED_MAX_ROWS
+
+    rng = np.random.default_rng(2)
+    n = NESTED_MAX_ROWS + 1
+    x = encode_many([sample(5, i) for i in range(n)]).astype(np.float64)
+    prior = make_predictor("additive")
+    prior.fit(x, rng.uniform(5, 9, n))
+    t = TransferPredictor([prior])
+    report = t.fit(x, 2.0 * prior.predict_ms(x) + rng.normal(0, 0.05, n))
+    assert report["nested_loo_mape_pct"] is None and np.isfinite(t.interval_rel)
+    assert "without" not in t._candidates(x[:n], np.ones(n), prior.predict_ms(x)[:, None])[0]
