@@ -8,8 +8,8 @@ over windows is the duet's own noise, what "DARTS_V2 beside itself" measures in 
 0.81% at batch 1, benchmarks/RESULTS.md). If a batch-8 run (about 120 ms) meets a time slice in most windows of 30,
 the minimum of more runs finds an undisturbed one more often and the spread falls with the window's length. Window
 lengths rotate within each round, so a slow spell of the host lands on every length alike. ``--fresh``: each window
-is also timed with a newly prepared DARTS_V2 beside the same reference, as a campaign prepares every sample afresh
-(a new session may place its memory differently).
+is also timed with a newly built and prepared DARTS_V2 beside the same reference, as a campaign builds every sample
+afresh (a new network or session may place its memory differently).
 """
 from __future__ import annotations
 
@@ -52,15 +52,16 @@ def main() -> None:
     lengths = [int(r) for r in args.repeats.split(",")]
     backend = get_backend(args.backend)
     config = NetConfig(batch=args.batch)
-    network = build(PUBLISHED["DARTS_V2"], config)
-    model = backend.prepare(network)
+    model = backend.prepare(build(PUBLISHED["DARTS_V2"], config))
     reference = backend.prepare(build(PUBLISHED["DARTS_V2"], config), beside=model)
     rows = []
     try:
         for w in range(args.windows):
             for repeats in lengths[w % len(lengths):] + lengths[:w % len(lengths)]:
                 for fresh in (False, True) if args.fresh else (False,):
-                    runner = backend.prepare(network, beside=reference) if fresh else model
+                    # afresh: a new network and runner, as a campaign builds every sample
+                    runner = backend.prepare(build(PUBLISHED["DARTS_V2"], config), beside=reference) if fresh \
+                        else model
                     try:
                         pair = measure(runner, MeasureProtocol(repeats=repeats), reference)
                     finally:

@@ -39,13 +39,6 @@ if ls "$R"/.ortgpu/part.* >/dev/null 2>&1; then
   mkdir -p /tmp/ortparts && cp "$R"/.ortgpu/part.* /tmp/ortparts/ && ls -la /tmp/ortparts
 fi
 
-resume_if_same_gpu() {  # resume_if_same_gpu SHIPPED DS: start DS from the shipped file when it was measured on this GPU
-  [ -e "$2" ] || [ ! -e "$1" ] && return
-  python3 -c "import sys, torch; from latkit.datasets.store import load
-sys.exit(load(sys.argv[1]).header.get('device_name') != torch.cuda.get_device_name())" "$1" && cp "$1" "$2" \
-    && echo "resuming $(basename "$1") (same GPU)" || echo "$(basename "$1") is from another GPU: a new file"
-}
-
 case $mode in
   graphs)
     { nvidia-smi 2>&1
@@ -54,8 +47,9 @@ case $mode in
       timeout 120 python3 "$R/benchmarks/cuda_check.py" --count 3 --json "$OUT/cuda_check.json" 2>&1
       timeout 120 python3 "$R/benchmarks/cuda_graphs.py" --count 12 --json "$OUT/cuda_graphs.json" 2>&1 | tail -3
     } | tee "$OUT/checks.txt"
-    ds=/tmp/gpu/torch_cuda_graph_b1_r32_c36_l20.parquet
-    resume_if_same_gpu "$R/datasets/$(basename $ds)" "$ds"
+    # resume the shipped file where this machine may (same GPU, driver, CUDA, torch...), else a new file named by GPU
+    ds=$(python3 "$R/benchmarks/gpu_resume.py" "$R/datasets/torch_cuda_graph_b1_r32_c36_l20.parquet" \
+      /tmp/gpu/torch_cuda_graph_b1_r32_c36_l20.parquet)
     measure "$ds" --backend torch --device cuda -O cuda_graph=true
     ;;
   part|ort)

@@ -274,7 +274,15 @@ def test_above_the_nested_limit_the_interval_keeps_the_chosen_fits_residuals() -
     x = encode_many([sample(5, i) for i in range(n)]).astype(np.float64)
     prior = make_predictor("additive")
     prior.fit(x, rng.uniform(5, 9, n))
+    from latkit.predictors.base import conformal_rel
+    from latkit.predictors.transfer import _one_standard_error
+
     t = TransferPredictor([prior])
-    report = t.fit(x, 2.0 * prior.predict_ms(x) + rng.normal(0, 0.05, n))
-    assert report["nested_loo_mape_pct"] is None and np.isfinite(t.interval_rel)
-    assert "without" not in t._candidates(x[:n], np.ones(n), prior.predict_ms(x)[:, None])[0]
+    y = 2.0 * prior.predict_ms(x) + rng.normal(0, 0.05, n)
+    report = t.fit(x, y)
+    assert report["nested_loo_mape_pct"] is None
+    with threadpool_limits(limits=1, user_api="blas"):
+        fits = t._candidates(x, y, prior.predict_ms(x)[:, None])
+    assert all("without" not in f for f in fits)
+    own = fits[_one_standard_error([(f["simplicity"], f["ape"].mean(), f["ape"].std() / np.sqrt(n)) for f in fits])]
+    assert t.interval_rel == pytest.approx(conformal_rel(own["loo"] / t.predict_ms(x), 0.9)[0], rel=1e-8)
