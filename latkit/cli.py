@@ -354,9 +354,8 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
         nested = r.get("nested_loo_mape_pct")
         nested = f" ({nested:.2f}% with the choice made again without each row)" if nested is not None else ""
         console.print(f"{what} from {', '.join(args.prior)}: leave-one-out MAPE {r['loo_mape_pct']:.2f}%{nested}, "
-                      f"scales "
-                      f"{', '.join(f'{a:.3f}' for a in r['scales'])}, shift {r['shift_ms']:.3f} ms, corrections: "
-                      f"per op group {r['group_ridge'] or 'none'}, per edge {r['edge_ridge'] or 'none'}; "
+                      f"scales {', '.join(f'{a:.3f}' for a in r['scales'])}, shift {r['shift_ms']:.3f} ms, "
+                      f"corrections: per op group {r['group_ridge'] or 'none'}, per edge {r['edge_ridge'] or 'none'}; "
                       f"{100 * meta['interval']['level']:.0f}% interval +-"
                       f"{100 * predictor.interval_rel:.1f}% -> {args.out}", highlight=False)
         return 0

@@ -44,27 +44,27 @@ def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray,
     except np.linalg.LinAlgError:  # e.g. two identical priors: the minimum-norm solution
         coef, inv_at = np.linalg.lstsq(gram, a.T @ y, rcond=None)[0], np.linalg.pinv(gram) @ a.T
     resid = y - a @ coef
-    if not pairs:
-        d = 1.0 - np.einsum("ij,ji->i", a, inv_at)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return coef, np.where(d > 1e-9, resid / d, np.inf), None
-    hat = a @ inv_at
-    d = 1.0 - np.diag(hat)
-    det = np.outer(d, d) - hat * hat.T
+    hat = a @ inv_at if pairs else None  # the whole n x n hat matrix only where the pairs need it
+    d = 1.0 - (np.diag(hat) if pairs else np.einsum("ij,ji->i", a, inv_at))
     with np.errstate(divide="ignore", invalid="ignore"):
         loo = np.where(d > 1e-9, resid / d, np.inf)
+        if not pairs:
+            return coef, loo, None
+        det = np.outer(d, d) - hat * hat.T
         pair = np.where(det > 1e-12, (hat.T * resid[:, None] + d[:, None] * resid[None, :]) / det, np.inf)
     np.fill_diagonal(pair, np.nan)
     return coef, loo, pair
 
 
 def _design(x: np.ndarray, prior_ms: np.ndarray, subset: tuple[int, ...], a_group: float | None,
-            a_edge: float | None) -> np.ndarray:
-    """The fit's columns: the chosen priors' predictions and a shift, then the op-group counts and the encoding when
-    their correction is used."""
+            a_edge: float | None, counts: np.ndarray | None = None) -> np.ndarray:
+    """The fit's columns: the chosen priors' predictions and a shift, then the op-group counts (``counts``, x @
+    op_groups(), computed here unless given) and the encoding when their correction is used."""
     free = np.column_stack([prior_ms[:, list(subset)], np.ones(len(x))])
-    return np.column_stack([b for b, u in zip((free, x @ op_groups(), x), (True, a_group is not None,
-                                                                          a_edge is not None)) if u])
+    if a_group is not None and counts is None:
+        counts = x @ op_groups()
+    return np.column_stack([b for b, u in zip((free, counts, x), (True, a_group is not None, a_edge is not None))
+                            if u])
 
 
 def _one_standard_error(fits: list[tuple[tuple, float, float]]) -> int | None:
@@ -165,6 +165,7 @@ class TransferPredictor(Predictor):
         rows they scale with, len(y) unless given). Up to NESTED_MAX_ROWS rows each also keeps, per row i, its
         leave-one-out error over the other rows as if fitted without row i."""
         groups = op_groups()
+        counts = x @ groups  # once, not once per candidate
         rows = penalty_rows or len(y)
         nested = len(y) <= NESTED_MAX_ROWS
         subsets = [(i,) for i in range(len(self.priors))]
@@ -172,7 +173,7 @@ class TransferPredictor(Predictor):
             subsets.append(tuple(range(len(self.priors))))           # two to spare, or LOO cannot judge the fit
         fits = []
         for subset, a_group, a_edge in itertools.product(subsets, (None,) + ALPHAS, (None,) + ALPHAS):
-            a = _design(x, prior_ms, subset, a_group, a_edge)
+            a = _design(x, prior_ms, subset, a_group, a_edge, counts)
             used = [True, a_group is not None, a_edge is not None]
             penalty = np.concatenate([np.zeros(len(subset) + 1)]
                                      + ([np.full(groups.shape[1], a_group * rows)] if used[1] else [])
