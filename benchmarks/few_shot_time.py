@@ -5,7 +5,9 @@ Usage: python benchmarks/few_shot_time.py --backend openvino --prior onnxruntime
 Runs exactly what a user runs (``latkit measure --count N --select random --seed 7`` and ``latkit fit --prior``),
 in-process, and reports the wall time of each step; for backends that compile, the compile time inside the measuring
 step (the rows' prepare_ms) is reported apart. Campaign seed 7 draws architectures the shipped datasets (seed 0) do
-not contain, so when the backend has a shipped dataset the new predictor is scored on that dataset's held-out rows.
+not contain, so when the backend has a shipped dataset the new predictor is scored on that dataset's held-out rows:
+as predicted, and (both campaigns being duets) rescaled by the ratio of the two campaigns' reference baselines, so
+that a host running a few percent faster or slower on one day than the other does not count as prediction error.
 """
 from __future__ import annotations
 
@@ -45,8 +47,15 @@ def run(backend: str, prior: str, count: int, pin_cpu: int | None, work: Path) -
         ds = load(reference[0])
         x, y, index, clean = dataset_xy(ds)
         test = split(index, clean)[1]
+        predicted = load_dir(out).predict_ms(x[test])
         doc["scored_on"] = f"{reference[0].name} held-out ({int(test.sum())} architectures)"
-        doc["held_out"] = metrics(y[test], load_dir(out).predict_ms(x[test]))
+        doc["held_out"] = metrics(y[test], predicted)
+        new = load(data)
+        if ds.duet and new.duet:
+            # Each duet campaign's milliseconds are its reference's baseline that day; compare in one unit.
+            unit = ds.baseline_ms() / new.baseline_ms()
+            doc["baseline_ms"] = {"shipped": ds.baseline_ms(), "new": new.baseline_ms()}
+            doc["held_out_one_unit"] = metrics(y[test], predicted * unit)
     return doc
 
 
@@ -69,3 +78,8 @@ if __name__ == "__main__":
           f"{result['prepare_s']:.1f} s, timed loops {result['timed_s']:.1f} s), fit {result['fit_s']:.1f} s, total "
           f"{result['total_s']:.1f} s" + (f"; {result['scored_on']}: MAPE {held['mape_pct']:.2f}%, Spearman "
                                             f"{held['spearman']:.3f}" if held else ""))
+    if "held_out_one_unit" in result:
+        base = result["baseline_ms"]
+        print(f"the new campaign's reference baseline {base['new']:.3f} ms against the shipped dataset's "
+              f"{base['shipped']:.3f} ms ({100 * (base['new'] / base['shipped'] - 1):+.1f}%, the host's speed on "
+              f"each day); in the shipped dataset's unit: MAPE {result['held_out_one_unit']['mape_pct']:.2f}%")
