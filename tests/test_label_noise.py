@@ -1,0 +1,53 @@
+"""benchmarks/label_noise.py: two measurements of the same architectures split a predictor's error into its own and
+each file's label noise."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import COSTS
+from latkit.space import encode, sample
+from test_datasets import HEADER, _dataset, row
+
+spec = importlib.util.spec_from_file_location("label_noise", Path(__file__).parents[1] / "benchmarks/label_noise.py")
+label_noise = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(label_noise)
+
+N = 1500
+TRUE_MS = 2.0 + np.stack([encode(sample(0, i)) for i in range(N)]) @ COSTS
+STRUCTURE = np.exp(np.random.default_rng(1).normal(0, 0.03, N))  # per architecture, in both files: no table holds it
+DUET = dict(HEADER, protocol={"repeats": 3, "duet": True})
+
+
+def _file(path: Path, noise_sd: float, seed: int, unit: float = 1.0) -> Path:
+    """A duet file of every architecture: the true latency x STRUCTURE x its own noise, in a unit of its own."""
+    noise = np.exp(np.random.default_rng(seed).normal(0, noise_sd, N))
+    rows = []
+    for i in range(N):
+        r = row(i, unit * TRUE_MS[i] * STRUCTURE[i] * noise[i] / 0.9)  # row() sets min_ms to 0.9 x its median
+        r.update({f"ref_{c}": 4.5 for c in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
+                 ref_std_ms=0.0, ratio=r["min_ms"] / 4.5)
+        rows.append(r)
+    return _dataset(path, rows, DUET)
+
+
+def test_the_model_error_and_each_files_noise_are_recovered(tmp_path: Path) -> None:
+    a = _file(tmp_path / "a.parquet", 0.01, 2)
+    b = _file(tmp_path / "b.parquet", 0.025, 3, unit=1.05)  # another day's unit: one factor, taken out
+    c = label_noise.compare(str(a), str(b), "additive")
+    assert c["architectures"] == N // 5
+    for key, (lo, hi) in {"a_noise_sd_pct": (0.6, 1.4), "b_noise_sd_pct": (2.1, 2.9), "model_sd_pct": (3.0, 4.5)}.items():
+        point, low, high = c[key]
+        assert low <= point <= high and lo < point < hi, (key, c[key])
+    assert c["a_vs_b_sd_pct"] == pytest.approx(np.hypot(1.0, 2.5), rel=0.15)  # the structure cancels between files
+
+
+def test_files_of_different_shapes_are_refused(tmp_path: Path) -> None:
+    a = _file(tmp_path / "a.parquet", 0.01, 2)
+    other = dict(DUET, config=dict(DUET["config"], batch=8))
+    b = _dataset(tmp_path / "b.parquet", [dict(row(i, 1.0), batch=8) for i in range(30)], other)
+    with pytest.raises(SystemExit, match="different backends, devices, shapes"):
+        label_noise.compare(str(a), str(b))
