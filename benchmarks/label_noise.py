@@ -6,22 +6,24 @@ A and B are two duet campaigns of one backend, device, shape and campaign seed (
 re-measurement, or a campaign over the held-out indices only: `latkit measure ... --count 3000 --shard 5/5`). A
 predictor is fitted on one file's training split (``--fit-on``; default A) and, over the held-out architectures
 undisturbed in both, its log errors against each file, e_a = log(a / p) and e_b = log(b / p), and the files' log
-difference d = log(a / b) are taken (B moved to A's unit by one factor, the median of b / a: each duet campaign's
-milliseconds are its reference's baseline on its day). With the three errors independent,
+difference d = log(a / b) are taken (each duet campaign's milliseconds are its reference's baseline on its day: a
+constant in logs, which the variances below ignore). With the three errors independent,
     var(e_a) = M + s_a,   var(e_b) = M + s_b,   var(d) = s_a + s_b,
 so the predictor's own error M and each file's label noise s_a, s_b follow without the files' repeat pairs. Figures
 are standard deviations of log errors in % (about 1.25 x a MAPE for normal errors), with 95% bootstrap intervals
-over architectures; each file's noise from its own repeat pairs, sd of log(second / first) / sqrt 2, is beside.
+over architectures; each file's noise from its own undisturbed repeat pairs, sd of log(second / first) / sqrt 2,
+is beside.
 """
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from latkit.datasets.quality import repeat_pairs
+from latkit.datasets.quality import repeat_pairs, undisturbed
 from latkit.datasets.store import Dataset, load
 from latkit.errors import LatkitError
 from latkit.predictors import list_predictors
@@ -33,9 +35,12 @@ SAME = ("backend", "device", "config", "seed")
 
 
 def pair_sd_pct(ds: Dataset) -> tuple[float, int]:
-    """A file's single-measurement noise from its repeat pairs: sd of log(second / first) / sqrt 2, in %."""
-    y = ds.latency_ms(ds.table, "min_ms")
-    d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(ds.table)])
+    """A file's single-measurement noise from its undisturbed repeat pairs (both timed loops with the protocol's
+    share of a core, as the compared rows): sd of log(second / first) / sqrt 2, in %."""
+    share = ds.header.get("protocol", {}).get("min_cpu_share")
+    t = ds.table if share is None else undisturbed(ds.table, share)
+    y = ds.latency_ms(t, "min_ms")
+    d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(t)])
     return (float(100 * d.std(ddof=1) / math.sqrt(2)), len(d)) if len(d) > 1 else (float("nan"), len(d))
 
 
@@ -46,7 +51,7 @@ def decompose(e_a: np.ndarray, e_b: np.ndarray, d: np.ndarray) -> np.ndarray:
     return 100 * np.sqrt(np.clip(parts, 0, None))
 
 
-def compare(path_a: str, path_b: str, model: str = "groups", fit_on: str = "a", seed: int = 0) -> dict:
+def compare(path_a: str, path_b: str, model: str = "groups", fit_on: str = "a", seed: int = 0) -> dict[str, Any]:
     """The decomposition over the held-out architectures undisturbed in both files."""
     a, b = load(path_a), load(path_b)
     if not (a.duet and b.duet):
@@ -58,8 +63,9 @@ def compare(path_a: str, path_b: str, model: str = "groups", fit_on: str = "a", 
     x_fit, y_fit, i_fit, clean_fit = (x_a, y_a, i_a, clean_a) if fit_on == "a" else (x_b, y_b, i_b, clean_b)
     train = split(i_fit, clean_fit)[0]
     if train.sum() < 50:
+        other = "b" if fit_on == "a" else "a"
         raise SystemExit(f"{int(train.sum())} undisturbed training rows in the file to fit on; fit on the other "
-                         "(--fit-on a or b)")
+                         f"(--fit-on {other})")
     predictor = make_predictor(model)
     predictor.fit(x_fit[train], y_fit[train], seed)
     row_b = {i: n for n, i in enumerate(i_b)}  # one ok sample row per index
@@ -68,7 +74,6 @@ def compare(path_a: str, path_b: str, model: str = "groups", fit_on: str = "a", 
         raise SystemExit(f"{int(keep.sum())} undisturbed held-out architectures in both files; need at least 20")
     rows_b = np.array([row_b[i] for i in i_a[keep]])
     la, lb, lp = np.log(y_a[keep]), np.log(y_b[rows_b]), np.log(predictor.predict_ms(x_a[keep]))
-    lb -= np.median(lb - la)  # B in A's unit
     e_a, e_b, d = la - lp, lb - lp, la - lb
     rng = np.random.default_rng(seed)
     boot = np.array([decompose(e_a[j], e_b[j], d[j]) for j in rng.integers(0, len(d), (BOOTSTRAP, len(d)))])

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import COSTS
+from latkit.datasets.store import load
+from latkit.predictors.fitting import dataset_xy, split
+from latkit.predictors.models import make_predictor
 from latkit.space import encode, sample
 from test_datasets import HEADER, _dataset, row
 
@@ -36,12 +39,21 @@ def _file(path: Path, noise_sd: float, seed: int, unit: float = 1.0) -> Path:
 
 def test_the_model_error_and_each_files_noise_are_recovered(tmp_path: Path) -> None:
     a = _file(tmp_path / "a.parquet", 0.01, 2)
-    b = _file(tmp_path / "b.parquet", 0.025, 3, unit=1.05)  # another day's unit: one factor, taken out
+    b = _file(tmp_path / "b.parquet", 0.025, 3, unit=1.05)  # another day's unit: a constant in logs
     c = label_noise.compare(str(a), str(b), "additive")
     assert c["architectures"] == N // 5
-    for key, (lo, hi) in {"a_noise_sd_pct": (0.6, 1.4), "b_noise_sd_pct": (2.1, 2.9), "model_sd_pct": (3.0, 4.5)}.items():
+    # the predictor's own error, known here: the same fit, against the true latency times the structure
+    x, y, index, clean = dataset_xy(load(a))
+    train, test = split(index, clean)
+    p = make_predictor("additive")
+    p.fit(x[train], y[train], 0)
+    truth = TRUE_MS[index[test]] * STRUCTURE[index[test]]
+    own = 100 * np.log(truth / p.predict_ms(x[test])).std(ddof=1)
+    assert c["model_sd_pct"][0] == pytest.approx(own, rel=0.1)
+    for key, expected in {"a_noise_sd_pct": 1.0, "b_noise_sd_pct": 2.5, "model_sd_pct": own}.items():
         point, low, high = c[key]
-        assert low <= point <= high and lo < point < hi, (key, c[key])
+        assert low <= expected <= high and low <= point <= high, (key, c[key])
+    assert c["b_noise_sd_pct"][0] == pytest.approx(2.5, rel=0.15)
     assert c["a_vs_b_sd_pct"] == pytest.approx(np.hypot(1.0, 2.5), rel=0.15)  # the structure cancels between files
 
 
