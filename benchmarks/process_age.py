@@ -4,9 +4,10 @@ Usage: python benchmarks/process_age.py DATASET [...]
 
 A duet campaign prepares its reference once, when its process starts, and every architecture afresh beside it. Per
 duet file:
-- repeat pairs: a repeat is measured later in the process's life than the sample it repeats; the mean of
-  log(repeat / first) in % (with its standard error) is the drift a pair sees;
-- DARTS_V2 beside itself: its normalised timings in the first EARLY_MIN minutes of each run against the later ones;
+- repeat pairs (undisturbed, both in one run): a repeat is measured later in the process's life than the sample it
+  repeats; the mean of log(repeat / first) in % (with its standard error) is the drift a pair sees;
+- DARTS_V2 beside itself: its normalised timings in the first EARLY_MIN minutes of each run against the later ones,
+  and its CV over all timings and from minute EARLY_MIN on;
 - minutes since the row's run started, as bins beside the 28 op-group costs in one ridge fit on the training split:
   each bin's offset in % of the median latency (against the rows' mean), and the held-out MAPE (undisturbed rows)
   without and with the bins: what the drift costs a predictor (for a file with run start times and at least 100
@@ -18,11 +19,14 @@ import argparse
 import math
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from latkit.datasets.quality import repeat_pairs
+from latkit.datasets.quality import repeat_pairs, undisturbed
 from latkit.datasets.store import Dataset, load
+from latkit.errors import LatkitError
 from latkit.predictors.fitting import dataset_xy, metrics, split
 from latkit.predictors.models import ridge
 from latkit.space import op_groups
@@ -32,33 +36,38 @@ EARLY_MIN = 10
 ALPHA = 1e-5  # a guard against singular designs: 37 terms against thousands of rows
 
 
-def minutes_since_start(ds: Dataset, rows: list[int] | None = None) -> np.ndarray:
-    """Minutes from each row's run start to the row (NaN where the run's start is not recorded)."""
+def minutes_since_start(ds: Dataset, table: pa.Table) -> np.ndarray:
+    """Minutes from each row of ``table`` (rows of ``ds``) to its run's start (NaN where no start is recorded)."""
     started = {r: datetime.fromisoformat(v["started"]).timestamp() for r, v in ds.runs.items() if "started" in v}
-    stamps, runs = ds.table.column("timestamp").to_pylist(), ds.table.column("run_id").to_pylist()
-    rows = range(len(stamps)) if rows is None else rows
-    return np.array([(datetime.fromisoformat(stamps[n]).timestamp() - started[runs[n]]) / 60
-                     if runs[n] in started else math.nan for n in rows])
+    return np.array([(datetime.fromisoformat(t).timestamp() - started[r]) / 60 if r in started else math.nan
+                     for t, r in zip(table.column("timestamp").to_pylist(), table.column("run_id").to_pylist())])
 
 
-def age(path: str) -> dict:
+def cv_pct(values: np.ndarray) -> float:
+    """Coefficient of variation in % (NaN for fewer than 2 values)."""
+    return float(100 * values.std(ddof=1) / values.mean()) if len(values) > 1 else math.nan
+
+
+def age(path: str) -> dict[str, Any]:
     """The three views of one duet file."""
     ds = load(path)
     if not ds.duet:
         raise SystemExit(f"{path}: a solo file has no reference to drift against")
-    y = ds.latency_ms(ds.table, "min_ms")
-    d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(ds.table)])
-    kind = ds.table.column("kind").to_pylist()
-    self_rows = [n for n, k in enumerate(kind) if k == "reference"]
-    self_age, self_ms = minutes_since_start(ds, self_rows), y[self_rows]
+    share = ds.header.get("protocol", {}).get("min_cpu_share")
+    t = ds.table if share is None else undisturbed(ds.table, share)
+    y, run = ds.latency_ms(t, "min_ms"), t.column("run_id").to_pylist()
+    d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(t) if run[a] == run[b]])  # one process's life
+    kind, status = t.column("kind").to_pylist(), t.column("status").to_pylist()
+    self_rows = [n for n, (k, st) in enumerate(zip(kind, status)) if k == "reference" and st == "ok"]
+    self_age, self_ms = minutes_since_start(ds, t.take(self_rows)), y[self_rows]
     early, late = self_ms[self_age < EARLY_MIN], self_ms[self_age >= EARLY_MIN]
-    out = {"dataset": Path(path).name, "pairs": len(d),
-           "pair_drift_pct": float(100 * d.mean()) if len(d) else math.nan,
-           "pair_drift_se_pct": float(100 * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan,
-           "self_early_late_pct": float(100 * (early.mean() / late.mean() - 1)) if len(early) and len(late) else math.nan,
-           "self_early": len(early), "self_late": len(late)}
-    sample_rows = [n for n, k in enumerate(kind) if k == "sample" and ds.table.column("status")[n].as_py() == "ok"]
-    minutes = minutes_since_start(ds, sample_rows)
+    out: dict[str, Any] = {
+        "dataset": Path(path).name, "pairs": len(d), "pair_drift_pct": float(100 * d.mean()) if len(d) else math.nan,
+        "pair_drift_se_pct": float(100 * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan,
+        "self_early_late_pct": float(100 * (early.mean() / late.mean() - 1)) if len(early) and len(late) else math.nan,
+        "self_early": len(early), "self_late": len(late), "self_cv_pct": cv_pct(self_ms),
+        "self_cv_late_pct": cv_pct(late)}
+    minutes = minutes_since_start(ds, ds.samples(ok_only=True))  # the rows dataset_xy returns, in its order
     x, lat, index, clean = dataset_xy(ds)
     train, test = split(index, clean)
     if np.isnan(minutes).any() or train.sum() < 100:  # no run start times, or too few rows to fit on
@@ -73,24 +82,26 @@ def age(path: str) -> dict:
     offsets = offsets - (bins[train] @ offsets).mean()
     out["offsets_pct"] = [float(100 * o / np.median(lat)) if bins[train, k].any() else math.nan
                           for k, o in enumerate(offsets)]
-    out["rows_per_bin"] = [int(c) for c in bins.sum(0)]
     return out
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict[str, Any]]) -> str:
     """One table row per dataset."""
-    names = [f"{lo}-{hi} min" if hi < math.inf else f"{lo}+ min" for lo, hi in zip(AGE_BINS_MIN[:-1], AGE_BINS_MIN[1:])]
-    lines = ["| dataset | repeat - first, mean % (se, pairs) | DARTS_V2 beside itself, first "
-             f"{EARLY_MIN} min vs later % (timings) | offset by minutes since the run started, % of the median "
-             f"latency ({', '.join(names)}) | held-out MAPE %, groups / with the age bins |", "|---" * 5 + "|"]
-    def pct(v: float) -> str:
-        return "-" if math.isnan(v) else f"{v:+.2f}"
+    names = [f"{lo}-{hi}" if hi < math.inf else f"{lo}+" for lo, hi in zip(AGE_BINS_MIN[:-1], AGE_BINS_MIN[1:])]
+    lines = ["| dataset | repeat - first within a run, mean % (se, pairs) | DARTS_V2 beside itself: first "
+             f"{EARLY_MIN} min vs later, % (timings) | its CV %, all / from minute {EARLY_MIN} | offset by minutes "
+             f"since the run started ({', '.join(names)}), % of the median latency | held-out MAPE %, groups / "
+             "with the age bins |", "|---" * 6 + "|"]
+
+    def pct(v: float, sign: str = "+") -> str:
+        return "-" if math.isnan(v) else f"{v:{sign}.2f}"
 
     for r in rows:
         offsets = " / ".join(pct(o) for o in r.get("offsets_pct", [])) or "-"
         fits = f"{r['mape_pct']:.3f} / {r['mape_with_age_pct']:.3f}" if "mape_pct" in r else "-"
-        lines.append(f"| {r['dataset']} | {pct(r['pair_drift_pct'])} ({r['pair_drift_se_pct']:.2f}, {r['pairs']}) | "
-                     f"{pct(r['self_early_late_pct'])} ({r['self_early']}, {r['self_late']}) | {offsets} | {fits} |")
+        lines.append(f"| {r['dataset']} | {pct(r['pair_drift_pct'])} ({pct(r['pair_drift_se_pct'], '')}, "
+                     f"{r['pairs']}) | {pct(r['self_early_late_pct'])} ({r['self_early']}, {r['self_late']}) | "
+                     f"{pct(r['self_cv_pct'], '')} / {pct(r['self_cv_late_pct'], '')} | {offsets} | {fits} |")
     return "\n".join(lines)
 
 
@@ -98,7 +109,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("datasets", nargs="+")
     args = p.parse_args()
-    print(markdown([age(path) for path in args.datasets]))
+    try:
+        print(markdown([age(path) for path in args.datasets]))
+    except LatkitError as e:
+        raise SystemExit(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -63,3 +63,17 @@ def test_files_of_different_shapes_are_refused(tmp_path: Path) -> None:
     b = _dataset(tmp_path / "b.parquet", [dict(row(i, 1.0), batch=8) for i in range(30)], other)
     with pytest.raises(SystemExit, match="different backends, devices, shapes"):
         label_noise.compare(str(a), str(b))
+
+
+def test_pair_noise_counts_undisturbed_pairs_only(tmp_path: Path) -> None:
+    rows = []
+    for i, (first, second, cpu) in enumerate([(10.0, 10.1, 99.0), (20.0, 19.8, 99.0), (30.0, 45.0, 50.0)]):
+        for kind, ms in (("sample", first), ("repeat", second)):
+            r = row(i, ms / 0.9, kind=kind)
+            r.update({f"ref_{c}": 4.5 for c in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
+                     ref_std_ms=0.0, ratio=r["min_ms"] / 4.5, timing_ms=100.0, timing_cpu_ms=cpu)
+            rows.append(r)
+    path = _dataset(tmp_path / "p.parquet", rows, dict(DUET, protocol={"repeats": 3, "duet": True, "min_cpu_share": 0.9}))
+    sd, pairs = label_noise.pair_sd_pct(load(path))
+    assert pairs == 2  # the third pair's loops got half a core
+    assert sd == pytest.approx(100 * np.std([np.log(1.01), np.log(0.99)], ddof=1) / np.sqrt(2))

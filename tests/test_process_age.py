@@ -51,14 +51,25 @@ def test_a_fast_start_shows_in_pairs_self_timings_and_offsets(tmp_path: Path) ->
     r = process_age.age(str(_file(tmp_path / "early.parquet", 0.98)))
     assert r["pair_drift_pct"] > 5 * r["pair_drift_se_pct"] > 0  # repeats come later in the run: slower
     assert r["self_early_late_pct"] == pytest.approx(-0.8, abs=0.05)  # 4 of its 10 first-10-minute timings are fast
-    assert r["offsets_pct"][0] < -1.5 and abs(r["offsets_pct"][6]) < 0.5  # 0-2 and 25-40 min, against the rows' mean
+    fast = 160 / 1200  # the rows of the first 4 minutes; offsets are against the rows' mean
+    assert r["offsets_pct"][0] == pytest.approx(-2 * (1 - fast), abs=0.15)  # 0-2 min
+    assert r["offsets_pct"][6] == pytest.approx(2 * fast, abs=0.15)  # 25-40 min
+    assert np.isnan(r["offsets_pct"][7:]).all()  # no rows after 30 minutes
     assert r["mape_with_age_pct"] < 0.5 * r["mape_pct"]  # the bins take the step out of the fit
+    table = process_age.markdown([r]).splitlines()
+    assert len(table) == 3 and table[2].count("|") == table[0].count("|") and "/ - / - |" in table[2]
 
 
 def test_a_steady_file_shows_none(tmp_path: Path) -> None:
     r = process_age.age(str(_file(tmp_path / "steady.parquet", 1.0)))
     assert abs(r["pair_drift_pct"]) < 3 * r["pair_drift_se_pct"]
     assert abs(r["self_early_late_pct"]) < 0.1 and max(abs(o) for o in r["offsets_pct"][:6]) < 0.1
+
+
+def test_a_missing_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["process_age.py", str(tmp_path / "none.parquet")])
+    with pytest.raises(SystemExit, match="no such dataset"):
+        process_age.main()
 
 
 def test_a_solo_file_is_refused(tmp_path: Path) -> None:
