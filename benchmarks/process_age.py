@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from latkit.datasets.quality import repeat_pairs, undisturbed
+from latkit.datasets.quality import repeat_pairs, with_cpu_share
 from latkit.datasets.store import Dataset, load
 from latkit.errors import LatkitError
 from latkit.predictors.fitting import dataset_xy, metrics, split
@@ -54,7 +54,7 @@ def age(path: str) -> dict[str, Any]:
     if not ds.duet:
         raise SystemExit(f"{path}: a solo file has no reference to drift against")
     share = ds.header.get("protocol", {}).get("min_cpu_share")
-    t = ds.table if share is None else undisturbed(ds.table, share)
+    t = ds.table if share is None else with_cpu_share(ds.table, share)
     y, run = ds.latency_ms(t, "min_ms"), t.column("run_id").to_pylist()
     d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(t) if run[a] == run[b]])  # one process's life
     kind, status = t.column("kind").to_pylist(), t.column("status").to_pylist()
