@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 from latkit.backends.registry import get_backend
 from latkit.backends.timing import MeasureProtocol, measure
+from latkit.errors import LatkitError
 from latkit.network import NetConfig, build
 from latkit.space import PUBLISHED, sample
 
@@ -32,6 +34,9 @@ CHURN_SEED = 99
 def run(backend_name: str, minutes: float, churn: int, sleep_s: float = 0.0) -> list[dict[str, Any]]:
     """One row per step: minutes since the reference was prepared, sessions made so far, the ratio of the minima."""
     backend = get_backend(backend_name)
+    if not backend.persistent_runners:
+        raise LatkitError(f"{backend_name}: preparing a model invalidates the reference here; this check needs a "
+                          "backend whose runners persist")
     config = NetConfig()
     reference = backend.prepare(build(PUBLISHED["DARTS_V2"], config))
     start, sessions, made, rows = time.perf_counter(), 0, 0, []
@@ -44,7 +49,8 @@ def run(backend_name: str, minutes: float, churn: int, sleep_s: float = 0.0) -> 
                 runner.close()
             sessions += 1
             rows.append({"minute": (time.perf_counter() - start) / 60, "sessions": sessions,
-                         "ratio": pair.stats.min_ms / pair.reference.min_ms})
+                         "ratio": pair.stats.min_ms / pair.reference.min_ms, "min_ms": pair.stats.min_ms,
+                         "ref_min_ms": pair.reference.min_ms})
             for _ in range(churn):
                 backend.prepare(build(sample(CHURN_SEED, made), config), beside=reference).close()
                 made += 1
@@ -74,12 +80,20 @@ def main() -> None:
     p.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after each step")
     p.add_argument("--json")
     args = p.parse_args()
+    if args.minutes <= 0 or args.churn < 0 or args.sleep < 0:
+        p.error("--minutes must be positive, --churn and --sleep not negative")
+    if args.core not in os.sched_getaffinity(0):
+        p.error(f"--core {args.core}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}")
     os.sched_setaffinity(0, {args.core})
-    rows = run(args.backend, args.minutes, args.churn, args.sleep)
+    try:
+        rows = run(args.backend, args.minutes, args.churn, args.sleep)
+    except LatkitError as e:
+        raise SystemExit(str(e)) from None
     last = statistics.median(r["ratio"] for r in rows[-max(1, len(rows) // 4):])
     print(f"{args.backend}, churn {args.churn}, sleep {args.sleep:g} s: {len(rows)} timings, {rows[-1]['sessions']} sessions in "
           f"{rows[-1]['minute']:.1f} min; median ratio relative to the last quarter's ({last:.4f}):")
-    for key, edges in (("minute", [0, 1, 2, 3, 4, 6, 8, 10, 15]), ("sessions", [0, 25, 50, 100, 200, 400, 800, 1600])):
+    for key, edges in (("minute", [0, 1, 2, 3, 4, 6, 8, 10, 15, math.inf]),
+                       ("sessions", [0, 25, 50, 100, 200, 400, 800, 1600, math.inf])):
         print(f"  by {key}: " + ", ".join(f"{lo:g}+: {100 * (m / last - 1):+.2f}% ({n})"
                                           for lo, m, n in summary(rows, key, edges)))
     if args.json:
