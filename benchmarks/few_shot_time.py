@@ -53,8 +53,8 @@ def run(backend: str, prior: str, count: int, pin_cpu: int | None, work: Path) -
         new = load(data)
         if ds.duet and new.duet:
             # Each duet campaign's milliseconds are its reference's baseline that day; compare in one unit.
-            unit = ds.baseline_ms() / new.baseline_ms()
             doc["baseline_ms"] = {"shipped": ds.baseline_ms(), "new": new.baseline_ms()}
+            unit = doc["baseline_ms"]["shipped"] / doc["baseline_ms"]["new"]
             doc["held_out_one_unit"] = metrics(y[test], predicted * unit)
     return doc
 

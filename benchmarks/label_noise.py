@@ -37,8 +37,7 @@ SAME = ("backend", "device", "config", "seed")
 def pair_sd_pct(ds: Dataset) -> tuple[float, int]:
     """A file's single-measurement noise from its undisturbed repeat pairs (both timed loops with the protocol's
     share of a core, as the compared rows): sd of log(second / first) / sqrt 2, in %."""
-    share = ds.header.get("protocol", {}).get("min_cpu_share")
-    t = ds.table if share is None else with_cpu_share(ds.table, share)
+    t = with_cpu_share(ds.table, ds.header.get("protocol", {}).get("min_cpu_share"))
     y = ds.latency_ms(t, "min_ms")
     d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(t)])
     return (float(100 * d.std(ddof=1) / math.sqrt(2)), len(d)) if len(d) > 1 else (float("nan"), len(d))

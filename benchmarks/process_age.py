@@ -53,8 +53,7 @@ def age(path: str) -> dict[str, Any]:
     ds = load(path)
     if not ds.duet:
         raise SystemExit(f"{path}: a solo file has no reference to drift against")
-    share = ds.header.get("protocol", {}).get("min_cpu_share")
-    t = ds.table if share is None else with_cpu_share(ds.table, share)
+    t = with_cpu_share(ds.table, ds.header.get("protocol", {}).get("min_cpu_share"))
     y, run = ds.latency_ms(t, "min_ms"), t.column("run_id").to_pylist()
     d = np.array([math.log(y[b] / y[a]) for a, b in repeat_pairs(t) if run[a] == run[b]])  # one process's life
     kind, status = t.column("kind").to_pylist(), t.column("status").to_pylist()

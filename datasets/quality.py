@@ -29,8 +29,7 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
     t = ds.table
     if unflagged and ds.duet:
         t = t.filter(pa.array(~ds.flagged(t, stat)))
-    if min_cpu_share is not None:
-        t = with_cpu_share(t, min_cpu_share)
+    t = with_cpu_share(t, min_cpu_share)
     value = ds.latency_ms(t, stat, normalised).tolist()
     errors = [abs(value[b] - value[a]) / value[a] for a, b in repeat_pairs(t)]
     if not errors:
@@ -40,8 +39,11 @@ def noise_floor(ds: Dataset, stat: str = "median_ms", min_cpu_share: float | Non
             "p90_ape_pct": float(np.percentile(e, 90))}
 
 
-def with_cpu_share(table: pa.Table, min_cpu_share: float) -> pa.Table:
-    """The rows whose timed loop got at least ``min_cpu_share`` of a core (CPU time over wall time)."""
+def with_cpu_share(table: pa.Table, min_cpu_share: float | None) -> pa.Table:
+    """The rows whose timed loop got at least ``min_cpu_share`` of a core (CPU time over wall time); every row
+    where ``min_cpu_share`` is None (a protocol without the bound)."""
+    if min_cpu_share is None:
+        return table
     share = np.asarray(table.column("timing_cpu_ms").to_numpy(zero_copy_only=False), dtype=np.float64) / \
         np.asarray(table.column("timing_ms").to_numpy(zero_copy_only=False), dtype=np.float64)
     return table.filter(np.nan_to_num(share) >= min_cpu_share)
