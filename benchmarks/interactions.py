@@ -15,7 +15,10 @@ size and fit seed (the seed draws the training subset and the fit's own randomne
 - op groups + counts + boosted residual: gradient-boosted trees (XGBoost, depth 3) fitted to what the op groups plus
   counts leave, over the 28 op-group counts: any further interaction that trees can find;
 - table + node pairs: the table plus, per cell and node, which unordered pair of ops feeds that node (the two
-  inputs that are summed: a runtime can fuse them, or their buffers compete).
+  inputs that are summed: a runtime can fuse them, or their buffers compete);
+- cse: latkit's predictor of that name, the op groups plus the ops a graph runtime's common-subexpression
+  elimination merges (``space.merged_ops``: two pools of one kind on one tensor are one pool, the ReLUs that open
+  several convs on one tensor are one ReLU); and op groups + counts + merged ops, the two extensions together.
 The op-group and extended models are ridge fits whose penalty is chosen on a quarter of the training rows, then
 refitted on all of them. Held-out MAPE is against single measurements, so even the true latency would score about
 the dataset's single-measurement noise (given beside: undisturbed pairs).
@@ -33,7 +36,7 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split, training_subset
 from latkit.predictors.models import make_predictor, ridge
-from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index, op_groups
+from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index, merged_ops, op_groups
 
 OPS = len(PRIMITIVES)  # index 0 is 'none'
 PAIRS = list(combinations_with_replacement(range(1, OPS), 2))
@@ -97,7 +100,8 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
     groups = x @ op_groups()
     features = {"op groups": groups, "op groups + counts": np.concatenate([groups, count_products(x)], 1),
                 "table + counts": np.concatenate([x, count_products(x)], 1),
-                "table + node pairs": np.concatenate([x, node_pairs(x)], 1)}
+                "table + node pairs": np.concatenate([x, node_pairs(x)], 1),
+                "op groups + counts + merged ops": np.concatenate([groups, count_products(x), merged_ops(x)], 1)}
     rows, rows_train = [], np.flatnonzero(train)
     for size in sizes:
         if size > len(rows_train):
@@ -106,7 +110,7 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
         for seed in seeds:
             pick = rows_train[training_subset(len(rows_train), size, seed)]
             predictions = {}
-            for kind, name in (("additive", "table"), ("mlp", "mlp"), ("xgboost", "xgboost")):
+            for kind, name in (("additive", "table"), ("mlp", "mlp"), ("xgboost", "xgboost"), ("cse", "cse")):
                 p = make_predictor(kind)
                 p.fit(x[pick], y[pick], seed)
                 predictions[name] = p.predict_ms(x[test])

@@ -98,3 +98,17 @@ def parameter_free_ops() -> tuple[str, ...]:
     """The ops of ``OPS`` without weights (pools, skip, none), read off the op table itself: the cheapest way for a
     latency-aware search to cut latency, and the ops DARTS collapses into."""
     return tuple(name for name, make in OPS.items() if not any(True for _ in make(4, 1, False).parameters()))
+
+
+def merge_key(name: str, stride: int) -> str | None:
+    """What a graph runtime's common-subexpression elimination can share between ops of ``OPS`` that read the same
+    tensor: 'relu' for an op that opens with a ReLU (the ReLU is computed once for all of them), the op's own name
+    for a pooling op (two of them on one input are one op), None for the rest (weights make each op unique; an
+    identity or a zero costs nothing to merge). Read off the op table's modules, so it follows the table."""
+    module = OPS[name](4, stride, False)
+    first = next(iter(module.children()), None) if isinstance(module, nn.Sequential) else getattr(module, "relu", None)
+    if isinstance(first, nn.ReLU):
+        return "relu"
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return name
+    return None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Union
 import numpy as np
 
 from latkit.errors import LatkitError
-from latkit.ops import OPS
+from latkit.ops import OPS, merge_key
 
 if TYPE_CHECKING:
     import torch
@@ -458,3 +458,41 @@ def op_groups() -> np.ndarray:
             for o in range(1, len(PRIMITIVES)):
                 m[c, e, o, c, 0 if from_input[e] else 1, o - 1] = 1.0
     return m.reshape(ENCODING_SIZE, -1)
+
+
+MERGE_KEYS: tuple[str, ...] = tuple(dict.fromkeys(k for s in (1, 2) for o in PRIMITIVES if (k := merge_key(o, s))))
+
+
+def _merge_maps() -> tuple[np.ndarray, np.ndarray]:
+    """``count``: ``(224, 2 x 6 x K)``, per cell, state read (the 2 inputs, the first 4 nodes... of which the last
+    is never read) and merge key, how many kept edges read that state with an op of that key; ``total``: sums
+    ``max(count - 1, 0)`` into ``(2 x 2 x K)``: per cell type, inputs or intermediate nodes, and key."""
+    states, keys = NODES + 2, len(MERGE_KEYS)
+    count = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), 2, states, keys))
+    total = np.zeros((2, states, keys, 2, 2, keys))
+    for c in range(2):
+        for node in range(NODES):
+            for j in range(node + 2):
+                for o, op in enumerate(PRIMITIVES):
+                    key = merge_key(op, 2 if c == 1 and j < 2 else 1)
+                    if key is not None:
+                        count[c, edge_index(node, j), o, c, j, MERGE_KEYS.index(key)] = 1.0
+        for j in range(states):
+            for k in range(keys):
+                total[c, j, k, c, 0 if j < 2 else 1, k] = 1.0
+    return count.reshape(ENCODING_SIZE, -1), total.reshape(2 * states * keys, -1)
+
+
+def merged_ops(x: Any) -> Any:
+    """Per cell type, source (the cell's inputs or its intermediate nodes) and ``MERGE_KEYS`` key, how many ops a
+    graph runtime's common-subexpression elimination merges away: over the states a cell reads, ``max(n - 1, 0)``
+    for the ``n`` kept edges that read the state with ops of that key (``(n, 2 x 2 x K)``; numpy for encodings,
+    torch, differentiable, for the search's relaxed ones). onnxruntime and OpenVINO do merge them, eager torch
+    does not (benchmarks/RESULTS.md, "Is latency additive in the ops?")."""
+    count, total = _merge_maps()
+    if isinstance(x, np.ndarray):
+        return np.maximum(x.astype(np.float64) @ count - 1.0, 0.0) @ total
+    import torch
+
+    count_t, total_t = (torch.as_tensor(m, dtype=x.dtype, device=x.device) for m in (count, total))
+    return torch.relu(x @ count_t - 1.0) @ total_t

@@ -64,7 +64,7 @@ def test_fit_save_load_predict(kind: str, dataset: Path, tmp_path: Path) -> None
     np.testing.assert_allclose(again.predict_ms(x), predictor.predict_ms(x), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "additive", "groups"])
+@pytest.mark.parametrize("kind", ["mlp", "additive", "groups", "cse"])
 def test_differentiable_predictors_give_gradients(kind: str) -> None:
     x = encode_many(sample(1, i) for i in range(300))
     p = make_predictor(kind, **({"max_epochs": 20} if kind == "mlp" else {}))

@@ -52,8 +52,8 @@ class Predictor(ABC):
 
     def torch_ms(self, x: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
         """Differentiable latency in ms for encodings (or softmax(alpha) in the encoding layout)."""
-        raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs mlp, additive or "
-                             "groups")
+        usable = ", ".join(kind for kind, cls in KINDS.items() if cls.differentiable)
+        raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs one of: {usable}")
 
     def interval_ms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated prediction interval (lower, upper ms) at ``meta["interval"]["level"]``: the prediction

@@ -24,7 +24,7 @@ HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same 
 INTERVAL_LEVEL = 0.9  # the prediction interval every fitted predictor carries
 INTERVAL_FOLDS = 5
 # from-scratch predictors below this many rows are mostly noise: latkit says so and suggests a transfer fit
-FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60, "groups": 60}
+FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60, "groups": 60, "cse": 80}
 
 
 def undisturbed(ds: Dataset) -> np.ndarray:

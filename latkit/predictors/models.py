@@ -1,5 +1,5 @@
-"""The predictors: ``mlp`` (the paper's LPM), ``xgboost`` (baseline), ``additive`` (per-op lookup table) and ``groups``
-(the table with one cost per op group)."""
+"""The predictors: ``mlp`` (the paper's LPM), ``xgboost`` (baseline), ``additive`` (per-op lookup table), ``groups``
+(the table with one cost per op group) and ``cse`` (the groups plus the ops a graph runtime merges)."""
 from __future__ import annotations
 
 import time
@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from latkit.predictors.base import Predictor, PredictorError
-from latkit.space import ENCODING_SIZE, op_groups
+from latkit.space import ENCODING_SIZE, merged_ops, op_groups
 
 
 def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,37 +162,46 @@ class AdditivePredictor(Predictor):
     def __init__(self, **params: Any):
         super().__init__(**{**self.DEFAULTS, **params})
         self.w = np.zeros(ENCODING_SIZE)
+        self.v = np.zeros(0)  # the costs of ``_extra``'s terms
         self.b = 0.0
 
     def _basis(self) -> np.ndarray | None:
         """The terms the costs are fitted on, as a ``(224, k)`` map from the encoding (None: one per edge and op)."""
         return None
 
+    def _extra(self, x: Any) -> Any:
+        """Terms beyond the per-edge costs, ``(n, m)`` (numpy or torch, like ``x``): none here."""
+        return x[..., :0]
+
     def fit(self, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> dict[str, Any]:
         x = self._check_input(x).astype(np.float64)
         y = np.asarray(y_ms, dtype=np.float64)
         basis = self._basis()
-        if basis is None:
-            self.w, self.b = ridge(x, y, float(self.params["ridge"]))
-        else:
-            w, self.b = ridge(x @ basis, y, float(self.params["ridge"]))
-            self.w = basis @ w
-        return {"train_rmse_ms": float(np.sqrt(np.mean((x @ self.w + self.b - y) ** 2)))}
+        linear = x if basis is None else x @ basis
+        w, self.b = ridge(np.concatenate([linear, self._extra(x)], axis=1), y, float(self.params["ridge"]))
+        k = linear.shape[1]
+        self.w, self.v = (w[:k] if basis is None else basis @ w[:k]), w[k:]
+        return {"train_rmse_ms": float(np.sqrt(np.mean((self.predict_ms(x) - y) ** 2)))}
 
     def predict_ms(self, x: np.ndarray) -> np.ndarray:
-        return self._check_input(x).astype(np.float64) @ self.w + self.b
+        x = self._check_input(x).astype(np.float64)
+        return x @ self.w + self._extra(x) @ self.v + self.b
 
     def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.as_tensor(self.w, dtype=torch.float32, device=x.device)
-        return x.to(torch.float32) @ w + self.b
+        x = x.to(torch.float32)
+        w, v = (torch.as_tensor(a, dtype=torch.float32, device=x.device) for a in (self.w, self.v))
+        return x @ w + self._extra(x) @ v + self.b
 
     def _save_weights(self, directory: Path) -> None:
-        save_file({"w": torch.from_numpy(self.w.astype(np.float64)), "b": torch.tensor([self.b], dtype=torch.float64)},
-                  str(directory / "weights.safetensors"))
+        tensors = {"w": torch.from_numpy(self.w.astype(np.float64)), "b": torch.tensor([self.b], dtype=torch.float64)}
+        if self.v.size:
+            tensors["v"] = torch.from_numpy(self.v.astype(np.float64))
+        save_file(tensors, str(directory / "weights.safetensors"))
 
     def _load_weights(self, directory: Path) -> None:
         t = load_file(str(directory / "weights.safetensors"))
         self.w, self.b = t["w"].numpy(), float(t["b"][0])
+        self.v = t["v"].numpy() if "v" in t else np.zeros(0)
 
 
 class OpGroupPredictor(AdditivePredictor):
@@ -207,6 +216,19 @@ class OpGroupPredictor(AdditivePredictor):
 
     def _basis(self) -> np.ndarray:
         return op_groups()
+
+
+class MergedOpsPredictor(OpGroupPredictor):
+    """The op groups plus one cost per kind of op that a graph runtime merges (``space.merged_ops``: per cell type,
+    source and key, the ReLUs and pools that common-subexpression elimination computes once for ops reading the
+    same tensor), by ridge least squares: 28 + 12 costs and a constant. onnxruntime and OpenVINO merge them and a
+    per-op table cannot see it; eager torch runs every op (benchmarks/RESULTS.md, "Is latency additive in the
+    ops?"). Piecewise linear in the encoding, hence differentiable."""
+
+    kind = "cse"
+
+    def _extra(self, x: Any) -> Any:
+        return merged_ops(x)
 
 
 class XGBoostPredictor(Predictor):
@@ -250,7 +272,8 @@ class XGBoostPredictor(Predictor):
 
 
 PREDICTORS: dict[str, type[Predictor]] = {"mlp": MLPPredictor, "xgboost": XGBoostPredictor,
-                                          "additive": AdditivePredictor, "groups": OpGroupPredictor}
+                                          "additive": AdditivePredictor, "groups": OpGroupPredictor,
+                                          "cse": MergedOpsPredictor}
 
 
 def list_predictors() -> list[str]:
