@@ -10,7 +10,7 @@ import torch
 from latkit.network import NetConfig, build, reduction_layers
 from latkit.ops import merge_key
 from latkit.predictors import make_predictor, metrics
-from latkit.space import MERGE_KEYS, encode, encode_many, merged_ops, op_groups, parse, sample
+from latkit.space import MERGE_KEYS, PUBLISHED, encode, encode_many, merged_ops, op_groups, parse, sample
 
 
 def by_reading(genotype) -> np.ndarray:
@@ -80,6 +80,30 @@ def test_onnxruntime_merges_what_merged_ops_counts(tmp_path) -> None:
                                                             ("max_pool_3x3", "avg_pool_3x3", "relu")]]
     constant = np.array(removed) - predicted
     assert predicted[:, 2].std() > 0 and (constant == constant[0]).all() and (constant[0, :2] == 0).all()
+
+
+def test_openvino_merges_the_pools_merged_ops_counts() -> None:
+    """OpenVINO too: its compiled CPU graph has one pooling layer per pool that merged_ops does not merge (its ReLUs
+    are fused into convolutions, so they cannot be counted)."""
+    ov = pytest.importorskip("openvino")
+    from latkit.onnx_export import to_onnx
+
+    config = NetConfig(layers=5, channels=8)
+    cells = np.array([config.layers - len(reduction_layers(config.layers)), len(reduction_layers(config.layers))])
+    pools = "('max_pool_3x3', 0), ('avg_pool_3x3', 1), ('max_pool_3x3', 0), ('avg_pool_3x3', 2), ('max_pool_3x3', 0), " \
+            "('avg_pool_3x3', 1), ('avg_pool_3x3', 3), ('max_pool_3x3', 1)"
+    genotypes = [parse(f"Genotype(normal=[{pools}], normal_concat=[2, 3, 4, 5], reduce={PUBLISHED['DARTS_V2'].reduce!r}"
+                       ", reduce_concat=[2, 3, 4, 5])")] + [sample(0, i) for i in range(4)]
+    core = ov.Core()
+    for genotype in genotypes:
+        model = core.read_model(to_onnx(build(genotype, config)).SerializeToString(), b"")
+        written = sum(op.get_type_name() in ("MaxPool", "AvgPool") for op in model.get_ops())
+        runtime = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1}).get_runtime_model()
+        compiled = sum(op.get_rt_info()["layerType"].astype(str) == "Pooling" for op in runtime.get_ops())
+        per_cell = merged_ops(encode_many([genotype]))[0].reshape(2, 2, len(MERGE_KEYS)).sum(1)
+        merged = cells @ per_cell[:, [MERGE_KEYS.index("max_pool_3x3"), MERGE_KEYS.index("avg_pool_3x3")]].sum(1)
+        assert written - compiled == merged
+    assert merged_ops(encode_many(genotypes[:1])).sum() >= 3
 
 
 def test_cse_predictor_learns_merged_costs_the_op_groups_cannot() -> None:
