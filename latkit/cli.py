@@ -440,7 +440,8 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
 
     datasets = args.dataset or [str(p) for p in shipped()]
     sizes = _numbers(args.sizes, int, "--sizes")
-    rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False))
+    rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False),
+                              prior_kind=args.prior_model)
     table = bench.transfer_markdown(rows)
     print(table)
     if args.out:
@@ -784,6 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--sizes", default="5,10,20,50,100")
     p.add_argument("--draws", type=POSITIVE_INT, default=20, help="random draws per N (default %(default)s)")
+    p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
+                   help="the kind of each dataset's full-data predictor, the priors (default %(default)s)")
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_transfer)
     p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")

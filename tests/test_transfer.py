@@ -286,3 +286,14 @@ def test_above_the_nested_limit_the_interval_keeps_the_chosen_fits_residuals() -
     assert all("without" not in f for f in fits)
     own = fits[_one_standard_error([(f["simplicity"], f["ape"].mean(), f["ape"].std() / np.sqrt(n)) for f in fits])]
     assert t.interval_rel == pytest.approx(conformal_rel(own["loo"] / t.predict_ms(x), 0.9)[0], rel=1e-8)
+
+
+def test_bench_transfer_from_another_kind_of_prior(dataset: Path, tmp_path: Path) -> None:
+    from latkit.predictors.bench import transfer_markdown, transfer_run
+
+    target = target_dataset(tmp_path / "torch_like.parquet", lambda x: 1.5 * known_latency(x) + 2.0, 400)
+    rows = transfer_run([dataset, target], sizes=[5], draws=1, log=lambda _: None, prior_kind="cse")
+    assert {r["prior_kind"] for r in rows} == {"cse"} and len(rows) == 2 * 2  # two pairs x (one draw + diverse)
+    assert "full-data cse MAPE %" in transfer_markdown(rows)
+    with pytest.raises(PredictorError, match="unknown prior predictor 'tree'"):
+        transfer_run([dataset, target], sizes=[5], draws=1, prior_kind="tree")

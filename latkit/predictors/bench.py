@@ -178,13 +178,17 @@ ALL_OTHERS = "all others"  # the prior label of a fit given every other dataset'
 
 
 def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER_SIZES, draws: int = 20,
-                 stat: str = DEFAULT_STAT, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """For every (prior, target) pair of datasets and every N: transfer fits from the prior dataset's full-data MLP
-    (fitted here on its training split) to N target rows, over ``draws`` random draws and once with the diverse
+                 stat: str = DEFAULT_STAT, log: Callable[[str], None] = print,
+                 prior_kind: str = "mlp") -> list[dict[str, Any]]:
+    """For every (prior, target) pair of datasets and every N: transfer fits from the prior dataset's full-data
+    ``prior_kind`` predictor (the MLP unless told; fitted here on its training split) to N target rows, over ``draws`` random draws and once with the diverse
     design, against a from-scratch fit of the 28 op-group costs (``groups``, the model that needs fewest rows) on the
-    same rows and the target's full-data MLP; scored on the target's fixed held-out split (undisturbed rows), with
+    same rows and the target's own full-data ``prior_kind`` predictor; scored on the target's fixed held-out split
+    (undisturbed rows), with
     the 90% interval's coverage."""
     datasets, sizes = list(datasets), list(sizes)
+    if prior_kind not in PREDICTORS:
+        raise PredictorError(f"unknown prior predictor {prior_kind!r} (known: {', '.join(PREDICTORS)})")
     if len(datasets) < 2:
         raise PredictorError("a transfer benchmark needs at least two datasets (--dataset, repeatable)")
     if min(sizes) < MIN_ROWS:
@@ -206,9 +210,9 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
 
     full = {}
     for name, (x, y, train, test, _) in data.items():
-        predictor = make_predictor("mlp")
+        predictor = make_predictor(prior_kind)
         predictor.fit(x[train], y[train], 0)
-        predictor.meta["interval"] = cross_conformal("mlp", {}, x[train], y[train])
+        predictor.meta["interval"] = cross_conformal(prior_kind, {}, x[train], y[train])
         full[name] = predictor
     rows = []
     pairs = [((p,), t) for p in data for t in data if p != t]
@@ -233,7 +237,7 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
                 transfer.fit(x[pick], y[pick])
                 scratch = make_predictor(SCRATCH)
                 scratch.fit(x[pick], y[pick])
-                rows.append({"prior": prior, "target": target, "n": n, "draw": how,
+                rows.append({"prior": prior, "target": target, "n": n, "draw": how, "prior_kind": prior_kind,
                              "same_shape_cpu": len(priors) == 1 and where[priors[0]][1:] == where[target][1:]
                              and where[target][1] == "cpu",
                              "backends": sorted({where[p][0] for p in priors} | {where[target][0]}),
@@ -253,7 +257,8 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
     then the few-shot targets (``transfer_targets``), met or missed."""
     head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
             f"scratch ({SCRATCH}) MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | "
-            "full-data MAPE % (coverage) | target noise % |\n" + "|---" * 12 + "|\n")
+            f"full-data {rows[0].get('prior_kind', 'mlp') if rows else ''} MAPE % (coverage) | target noise % |\n"
+            + "|---" * 12 + "|\n")
     lines = []
     for key in dict.fromkeys((r["prior"], r["target"], r["n"]) for r in rows):
         mine = [r for r in rows if (r["prior"], r["target"], r["n"]) == key and r["draw"] == "random"]
@@ -335,7 +340,8 @@ def transfer_plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]
         v = [[r["scratch"]["mape_pct"] for r in mine if r["n"] == n] for n in sizes]
         ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="s", capsize=3, ls="--",
                     label=f"from scratch ({SCRATCH})")
-        ax.axhline(mine[0]["full"]["mape_pct"], color="grey", ls=":", label="full data (MLP)")
+        ax.axhline(mine[0]["full"]["mape_pct"], color="grey", ls=":",
+                   label=f"full data ({mine[0].get('prior_kind', 'mlp')})")
         if "target_noise_pct" in mine[0]:
             ax.axhline(mine[0]["target_noise_pct"], color="black", ls="--", lw=0.8,
                        label="single-measurement noise")
