@@ -13,6 +13,20 @@ from latkit.errors import LatkitError
 CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 
 
+def session_options(threads: int) -> "onnxruntime.SessionOptions":  # noqa: F821
+    """latkit's onnxruntime session settings: ``threads`` intra-op threads, sequential execution, every graph
+    optimisation (what the measured latencies ran with; benchmarks/graph_counts.py reads the graph they give)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
 @dataclass(frozen=True)
 class OrtOptions:
     """CUDA execution provider settings (the CPU provider has none beyond the protocol's threads)."""
@@ -101,12 +115,7 @@ class OnnxRuntimeBackend(Backend):
     def _prepare_impl(self, source: ModelSource, beside: Runner | None) -> Runner:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options = session_options(self.threads)
         provider: str | tuple[str, dict[str, str]] = "CPUExecutionProvider"
         stream = None
         if self.device == "cuda":

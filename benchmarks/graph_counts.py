@@ -3,7 +3,7 @@
 Usage: python benchmarks/graph_counts.py DATASET [--jobs 2] [--out DIR]
 
 For every architecture of an onnxruntime/cpu duet file, the network is exported at the file's shape and handed to
-onnxruntime with latkit's backend settings (ORT_ENABLE_ALL, one thread); the optimised graph's nodes are counted
+onnxruntime with latkit's backend settings (``backends.ort.session_options``: every optimisation, one thread); the optimised graph's nodes are counted
 by type (with its fused convolutions' activations and sums, and its NCHWc layout reorders). Those counts are then
 added, by ridge on the fixed held-out split of `latkit bench predictors`, to the op groups and to the `cse`
 predictor's terms: what they take off the held-out MAPE is structure the runtime's optimiser creates and the encoding
@@ -23,30 +23,30 @@ from pathlib import Path
 
 import numpy as np
 
+from latkit.backends.ort import session_options
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, build
 from latkit.onnx_export import to_onnx
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split
-from latkit.space import merged_ops, op_groups, sample
+from latkit.predictors.models import ridge
+from latkit.space import Genotype, merged_ops, op_groups, sample
 
 sys.path.insert(0, str(Path(__file__).parent))
-from interactions import ridge_cv  # noqa: E402
+from interactions import node_pairs, ridge_cv  # noqa: E402
 
 
-def optimised_counts(seed: int, index: int, config: NetConfig) -> dict[str, int]:
-    """Node counts by type of onnxruntime's optimised graph of sample ``index``, plus ``Conv+<activation>`` and
+def optimised_counts(genotype: Genotype, config: NetConfig) -> dict[str, int]:
+    """Node counts by type of onnxruntime's optimised graph of ``genotype``, plus ``Conv+<activation>`` and
     ``Conv+sum`` for the convolutions that absorbed an activation or an addition."""
     import onnx
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.log_severity_level = 1, 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(threads=1)
         options.optimized_model_filepath = os.path.join(tmp, "optimised.onnx")
-        ort.InferenceSession(to_onnx(build(sample(seed, index), config)).SerializeToString(), options,
+        ort.InferenceSession(to_onnx(build(genotype, config)).SerializeToString(), options,
                              providers=["CPUExecutionProvider"])
         nodes = onnx.load(options.optimized_model_filepath).graph.node
     counts = collections.Counter(n.op_type for n in nodes)
@@ -59,7 +59,7 @@ def optimised_counts(seed: int, index: int, config: NetConfig) -> dict[str, int]
 
 def _job(args: tuple[int, int, dict]) -> tuple[int, dict[str, int]]:
     seed, index, config = args
-    return index, optimised_counts(seed, index, NetConfig(**config))
+    return index, optimised_counts(sample(seed, index), NetConfig(**config))
 
 
 def graph_counts(path: str, jobs: int, cache: Path | None) -> dict[int, dict[str, int]]:
@@ -83,7 +83,8 @@ def graph_counts(path: str, jobs: int, cache: Path | None) -> dict[int, dict[str
 
 def run(path: str, counts: dict[int, dict[str, int]]) -> list[dict]:
     """Held-out MAPE of ridge fits on the op groups or the cse terms, alone, with all graph counts, and with each
-    count that varies over the architectures."""
+    count that varies over the architectures; for each such count also how much of it the encoding describes: the
+    held-out residual sd of a ridge of the count on the table, the node pairs and the merged ops, beside its sd."""
     ds = load(path)
     x, y, index, clean = dataset_xy(ds, DEFAULT_STAT)
     train, test = split(index, clean)
@@ -99,17 +100,26 @@ def run(path: str, counts: dict[int, dict[str, int]]) -> list[dict]:
     models.update({f"cse terms + {k}": np.concatenate([cse, g[:, [j]]], 1) for j, k in enumerate(varying)})
     floor = noise_floor(ds, DEFAULT_STAT, ds.header.get("protocol", {}).get("min_cpu_share"))
     rows = []
+    encoding = np.concatenate([x, node_pairs(x), merged_ops(x)], 1)
     for name, f in models.items():
         w, b = ridge_cv(f[train], y[train])
-        rows.append({"model": name, "mape_pct": metrics(y[test], f[test] @ w + b)["mape_pct"],
-                     "noise_single_pct": floor["single_mape_pct"], "test_rows": int(test.sum()),
-                     "train_rows": int(train.sum())})
+        row = {"model": name, "mape_pct": metrics(y[test], f[test] @ w + b)["mape_pct"],
+               "noise_single_pct": floor["single_mape_pct"], "test_rows": int(test.sum()),
+               "train_rows": int(train.sum())}
+        if name.startswith("cse terms + ") and name != "cse terms + graph counts":
+            count = g[:, varying.index(name.removeprefix("cse terms + "))]
+            w, b = ridge(encoding[train], count[train], 1e-6)
+            row.update(count_sd=float(count[test].std()), unexplained_sd=float((count[test] - encoding[test] @ w -
+                                                                                  b).std()))
+        rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| features (ridge) | held-out MAPE % | x the noise |", "|---|---|---|"]
-    out += [f"| {r['model']} | {r['mape_pct']:.2f} | {r['mape_pct'] / r['noise_single_pct']:.2f} |" for r in rows]
+    out = ["| features (ridge) | held-out MAPE % | x the noise | the count's sd over architectures | of it, what the "
+           "encoding leaves (sd) |", "|---|---|---|---|---|"]
+    out += [f"| {r['model']} | {r['mape_pct']:.2f} | {r['mape_pct'] / r['noise_single_pct']:.2f} | "
+            + (f"{r['count_sd']:.1f} | {r['unexplained_sd']:.1f} |" if "count_sd" in r else " | |") for r in rows]
     return "\n".join(out) + "\n"
 
 

@@ -18,7 +18,8 @@ size and fit seed (the seed draws the training subset and the fit's own randomne
   inputs that are summed: a runtime can fuse them, or their buffers compete);
 - cse: latkit's predictor of that name, the op groups plus the ops a graph runtime's common-subexpression
   elimination merges (``space.merged_ops``: two pools of one kind on one tensor are one pool, the ReLUs that open
-  several convs on one tensor are one ReLU); and op groups + counts + merged ops, the two extensions together.
+  several convs on one tensor are one ReLU), with its fixed ridge penalty; op groups + merged ops, the same terms
+  with the penalty chosen like the other ridge fits'; and op groups + counts + merged ops, both extensions.
 The op-group and extended models are ridge fits whose penalty is chosen on a quarter of the training rows, then
 refitted on all of them. Held-out MAPE is against single measurements, so even the true latency would score about
 the dataset's single-measurement noise (given beside: undisturbed pairs).
@@ -101,6 +102,7 @@ def run(path: str, sizes: list[int], seeds: list[int]) -> list[dict]:
     features = {"op groups": groups, "op groups + counts": np.concatenate([groups, count_products(x)], 1),
                 "table + counts": np.concatenate([x, count_products(x)], 1),
                 "table + node pairs": np.concatenate([x, node_pairs(x)], 1),
+                "op groups + merged ops": np.concatenate([groups, merged_ops(x)], 1),
                 "op groups + counts + merged ops": np.concatenate([groups, count_products(x), merged_ops(x)], 1)}
     rows, rows_train = [], np.flatnonzero(train)
     for size in sizes:

@@ -646,12 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
     from latkit.backends.registry import backend_class, list_backends, list_devices
     from latkit.datasets.store import STAT_COLUMNS
+    from latkit.predictors.base import differentiable_kinds
     from latkit.predictors.models import PREDICTORS
     from latkit.search.data import DATASETS
     from latkit.search.penalty import COMBINE, FORMS
     from latkit.selection import METHODS
 
-    differentiable = [k for k, cls in PREDICTORS.items() if cls.differentiable]
+    differentiable = differentiable_kinds()
     devices = list_devices()
 
     parser = _Parser(prog="latkit", description="latency toolkit for latency-aware DARTS")

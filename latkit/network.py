@@ -8,7 +8,7 @@ from torch import nn
 
 from latkit.errors import LatkitError
 from latkit.ops import OPS, FactorizedReduce, ReLUConvBN, Zero
-from latkit.space import Edge, Genotype
+from latkit.space import Edge, Genotype, edge_stride
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Cell(nn.Module):
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0)
         self.indices = [j for _, j in edges]
         self.concat = list(concat)
-        self.ops = nn.ModuleList(OPS[op](c, 2 if reduction and j < 2 else 1, True) for op, j in edges)
+        self.ops = nn.ModuleList(OPS[op](c, edge_stride(reduction, j), True) for op, j in edges)
         self.nodes = [[k for k in (a, a + 1) if not isinstance(self.ops[k], Zero)] or [a]
                       for a in range(0, len(self.ops), 2)]
         self.multiplier = len(concat)

@@ -5,6 +5,7 @@ the table's order (``PRIMITIVES``). Module classes follow the DARTS reference im
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -100,13 +101,18 @@ def parameter_free_ops() -> tuple[str, ...]:
     return tuple(name for name, make in OPS.items() if not any(True for _ in make(4, 1, False).parameters()))
 
 
+@functools.lru_cache(maxsize=None)
 def merge_key(name: str, stride: int) -> str | None:
     """What a graph runtime's common-subexpression elimination can share between ops of ``OPS`` that read the same
     tensor: 'relu' for an op that opens with a ReLU (the ReLU is computed once for all of them), the op's own name
     for a pooling op (two of them on one input are one op), None for the rest (weights make each op unique; an
-    identity or a zero costs nothing to merge). Read off the op table's modules, so it follows the table."""
+    identity or a zero costs nothing to merge). Read off the op table's modules, so it follows the table. Not
+    covered: two FactorizedReduce skips on one input also share their Slice."""
     module = OPS[name](4, stride, False)
-    first = next(iter(module.children()), None) if isinstance(module, nn.Sequential) else getattr(module, "relu", None)
+    if isinstance(module, FactorizedReduce):
+        first: nn.Module | None = module.relu  # its forward opens with it
+    else:
+        first = next(iter(module.children()), None) if isinstance(module, nn.Sequential) else module
     if isinstance(first, nn.ReLU):
         return "relu"
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):

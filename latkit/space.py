@@ -22,6 +22,7 @@ raw weights would let that unidentified cost steer the search. See ``encode`` fo
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import reprlib
@@ -460,39 +461,59 @@ def op_groups() -> np.ndarray:
     return m.reshape(ENCODING_SIZE, -1)
 
 
+def edge_stride(reduction: bool, source: int) -> int:
+    """The stride of an op on an edge from ``source`` (0, 1: the cell's inputs; 2..: its nodes): 2 where a
+    reduction cell reads its inputs, else 1."""
+    return 2 if reduction and source < 2 else 1
+
+
 MERGE_KEYS: tuple[str, ...] = tuple(dict.fromkeys(k for s in (1, 2) for o in PRIMITIVES if (k := merge_key(o, s))))
+STATES = NODES + 2  # the states a cell's edges read: its 2 inputs and its nodes (the last node is never read)
 
 
-def _merge_maps() -> tuple[np.ndarray, np.ndarray]:
-    """``count``: ``(224, 2 x 6 x K)``, per cell, state read (the 2 inputs, the first 4 nodes... of which the last
-    is never read) and merge key, how many kept edges read that state with an op of that key; ``total``: sums
-    ``max(count - 1, 0)`` into ``(2 x 2 x K)``: per cell type, inputs or intermediate nodes, and key."""
-    states, keys = NODES + 2, len(MERGE_KEYS)
-    count = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), 2, states, keys))
-    total = np.zeros((2, states, keys, 2, 2, keys))
-    for c in range(2):
-        for node in range(NODES):
-            for j in range(node + 2):
+@functools.lru_cache(maxsize=None)
+def _merge_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``key``: ``(2, 14, 8, K)``, 1 where an op on an edge has merge key k (per cell type: strides differ);
+    ``readers``: ``(STATES, NODES)`` the edge each node reads a state through (padding where it cannot, with
+    ``valid`` 0 there); read-only."""
+    key = np.zeros((2, EDGES_PER_CELL, len(PRIMITIVES), len(MERGE_KEYS)))
+    readers = np.zeros((STATES, NODES), dtype=np.int64)
+    valid = np.zeros((STATES, NODES))
+    for node in range(NODES):
+        for j in range(node + 2):
+            readers[j, node], valid[j, node] = edge_index(node, j), 1.0
+            for c in range(2):
                 for o, op in enumerate(PRIMITIVES):
-                    key = merge_key(op, 2 if c == 1 and j < 2 else 1)
-                    if key is not None:
-                        count[c, edge_index(node, j), o, c, j, MERGE_KEYS.index(key)] = 1.0
-        for j in range(states):
-            for k in range(keys):
-                total[c, j, k, c, 0 if j < 2 else 1, k] = 1.0
-    return count.reshape(ENCODING_SIZE, -1), total.reshape(2 * states * keys, -1)
+                    k = merge_key(op, edge_stride(c == 1, j))
+                    if k is not None:
+                        key[c, edge_index(node, j), o, MERGE_KEYS.index(k)] = 1.0
+    for table in (key, readers, valid):
+        table.flags.writeable = False
+    return key, readers, valid
 
 
 def merged_ops(x: Any) -> Any:
-    """Per cell type, source (the cell's inputs or its intermediate nodes) and ``MERGE_KEYS`` key, how many ops a
+    """Per cell type, source (the cell's inputs, then its intermediate nodes) and ``MERGE_KEYS`` key, how many ops a
     graph runtime's common-subexpression elimination merges away: over the states a cell reads, ``max(n - 1, 0)``
-    for the ``n`` kept edges that read the state with ops of that key (``(n, 2 x 2 x K)``; numpy for encodings,
-    torch, differentiable, for the search's relaxed ones). onnxruntime and OpenVINO do merge them, eager torch
-    does not (benchmarks/RESULTS.md, "Is latency additive in the ops?")."""
-    count, total = _merge_maps()
+    for the ``n`` kept edges that read the state with ops of that key; ``(..., 2 x 2 x K)``. numpy for encodings,
+    torch (differentiable) for the search's relaxed ones, where it is the expectation under the distribution that
+    ``relaxed_encoding`` describes: each node reads a state through one edge, kept with an op of key k with
+    probability ``p``, independently of the other nodes, so ``E max(n - 1, 0) = sum p - 1 + prod(1 - p)``; on a
+    genotype's one-hot encoding that is ``max(n - 1, 0)`` exactly. onnxruntime and OpenVINO merge these ops, eager
+    torch does not (benchmarks/RESULTS.md, "Is latency additive in the ops?")."""
+    key, readers, valid = _merge_tables()
     if isinstance(x, np.ndarray):
-        return np.maximum(x.astype(np.float64) @ count - 1.0, 0.0) @ total
-    import torch
+        xp, x = np, x.astype(np.float64)
+    else:
+        import torch
 
-    count_t, total_t = (torch.as_tensor(m, dtype=x.dtype, device=x.device) for m in (count, total))
-    return torch.relu(x @ count_t - 1.0) @ total_t
+        xp = torch
+        key, readers, valid = (torch.tensor(t, device=x.device) for t in (key, readers, valid))
+        key, valid = key.to(x.dtype), valid.to(x.dtype)
+    cells = x.reshape(*x.shape[:-1], 2, EDGES_PER_CELL, len(PRIMITIVES))
+    p = xp.einsum("...ceo,ceok->...cek", cells, key)  # (..., cell, edge, key)
+    read = p[..., readers, :] * valid[:, :, None]  # (..., cell, state, node, key)
+    expected = read.sum(-2) - 1.0 + (1.0 - read).prod(-2)  # (..., cell, state, key)
+    inputs = expected[..., :2, :].sum(-2)
+    nodes = expected[..., 2:, :].sum(-2)
+    return xp.stack([inputs, nodes], -2).reshape(*x.shape[:-1], -1)

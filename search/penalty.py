@@ -31,7 +31,7 @@ from typing import Any, Optional
 import torch
 
 from latkit.errors import LatkitError
-from latkit.predictors.base import KINDS
+from latkit.predictors.base import differentiable_kinds
 from latkit.space import PUBLISHED, encode
 
 FORMS = ("additive", "relative", "log")
@@ -76,8 +76,8 @@ class LatencyPenalty:
         for p in self.predictors:
             if not getattr(p, "differentiable", False):
                 kind = getattr(p, "kind", type(p).__name__)
-                usable = ", ".join(k for k, cls in KINDS.items() if cls.differentiable)
-                raise LatkitError(f"the {kind} predictor is not differentiable: penalise with one of: {usable}")
+                raise LatkitError(f"the {kind} predictor is not differentiable: penalise with one of: "
+                                  f"{', '.join(differentiable_kinds())}")
         if len(self.predictors) > 1 and (form == "relative" or reference_ms is not None):
             raise LatkitError("several targets are each normalised by their predictor's DARTS_V2 latency: use the "
                               "additive or log form, without a reference or target latency")

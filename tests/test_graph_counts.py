@@ -10,7 +10,8 @@ import pytest
 from latkit.errors import LatkitError
 from latkit.network import NetConfig, reduction_layers
 from latkit.space import MERGE_KEYS, encode, encode_many, merged_ops, op_groups, sample
-from test_datasets import HEADER, _dataset, row
+from test_datasets import _dataset, row
+from test_merged_ops import POOLS
 
 spec = importlib.util.spec_from_file_location("graph_counts", Path(__file__).parents[1] / "benchmarks/graph_counts.py")
 graph_counts = importlib.util.module_from_spec(spec)
@@ -40,12 +41,12 @@ def test_optimised_counts_see_the_merged_pools() -> None:
     pytest.importorskip("onnxruntime")
     config = NetConfig(layers=5, channels=8)
     cells = np.array([config.layers - len(reduction_layers(config.layers)), len(reduction_layers(config.layers))])
-    for i in range(3):
-        genotype = sample(0, i)
-        counts = graph_counts.optimised_counts(0, i, config)
+    for genotype in [POOLS] + [sample(0, i) for i in range(2)]:
+        counts = graph_counts.optimised_counts(genotype, config)
         written = sum(n * sum(op.endswith("pool_3x3") for op, _ in cell)
                       for n, cell in zip(cells, (genotype.normal, genotype.reduce)))
         per_cell = merged_ops(encode_many([genotype]))[0].reshape(2, 2, len(MERGE_KEYS)).sum(1)
         merged = cells @ per_cell[:, [MERGE_KEYS.index("max_pool_3x3"), MERGE_KEYS.index("avg_pool_3x3")]].sum(1)
         assert counts.get("MaxPool", 0) + counts.get("AveragePool", 0) == written - merged
         assert counts["Conv"] > 0
+    assert merged_ops(encode_many([POOLS])).sum() > 0  # the first network has pools to merge

@@ -10,10 +10,10 @@ from threadpoolctl import threadpool_limits
 
 from conftest import known_latency
 from latkit.cli import main
-from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
-from latkit.predictors import PredictorError, fit_dataset, make_predictor
+from latkit.datasets.store import FORMAT, FORMAT_VERSION, load, open_writer
+from latkit.predictors import PredictorError, fit_dataset, make_predictor, metrics
 from latkit.predictors.base import load_dir
-from latkit.predictors.fitting import fit_transfer
+from latkit.predictors.fitting import dataset_xy, fit_transfer, split
 from latkit.predictors.transfer import TransferPredictor
 from latkit.space import op_groups
 from latkit.space import encode, encode_many, sample
@@ -295,5 +295,11 @@ def test_bench_transfer_from_another_kind_of_prior(dataset: Path, tmp_path: Path
     rows = transfer_run([dataset, target], sizes=[5], draws=1, log=lambda _: None, prior_kind="cse")
     assert {r["prior_kind"] for r in rows} == {"cse"} and len(rows) == 2 * 2  # two pairs x (one draw + diverse)
     assert "full-data cse MAPE %" in transfer_markdown(rows)
+    x, y, index, clean = dataset_xy(load(target))  # the target's own full-data predictor is a cse fit
+    train, test = split(index, clean)
+    own = make_predictor("cse")
+    own.fit(x[train], y[train], 0)
+    full = next(r["full"]["mape_pct"] for r in rows if r["target"] == Path(target).name)
+    assert full == pytest.approx(metrics(y[test & clean], own.predict_ms(x[test & clean]))["mape_pct"])
     with pytest.raises(PredictorError, match="unknown prior predictor 'tree'"):
         transfer_run([dataset, target], sizes=[5], draws=1, prior_kind="tree")

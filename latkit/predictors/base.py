@@ -52,8 +52,8 @@ class Predictor(ABC):
 
     def torch_ms(self, x: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
         """Differentiable latency in ms for encodings (or softmax(alpha) in the encoding layout)."""
-        usable = ", ".join(kind for kind, cls in KINDS.items() if cls.differentiable)
-        raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs one of: {usable}")
+        raise PredictorError(f"the {self.kind!r} predictor is not differentiable; the search needs one of: "
+                             f"{', '.join(differentiable_kinds())}")
 
     def interval_ms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated prediction interval (lower, upper ms) at ``meta["interval"]["level"]``: the prediction
@@ -96,6 +96,11 @@ class Predictor(ABC):
         if x.ndim != 2 or x.shape[1] != ENCODING_SIZE:
             raise PredictorError(f"expected encodings of shape (n, {ENCODING_SIZE}), got {x.shape}")
         return x
+
+
+def differentiable_kinds() -> list[str]:
+    """The predictor kinds whose every instance is differentiable (a transfer predictor is only if its priors are)."""
+    return [kind for kind, cls in KINDS.items() if cls.differentiable is True]
 
 
 def conformal_rel(residual_rel: np.ndarray, level: float) -> tuple[float, float]:

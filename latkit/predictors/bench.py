@@ -181,11 +181,10 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
                  stat: str = DEFAULT_STAT, log: Callable[[str], None] = print,
                  prior_kind: str = "mlp") -> list[dict[str, Any]]:
     """For every (prior, target) pair of datasets and every N: transfer fits from the prior dataset's full-data
-    ``prior_kind`` predictor (the MLP unless told; fitted here on its training split) to N target rows, over ``draws`` random draws and once with the diverse
-    design, against a from-scratch fit of the 28 op-group costs (``groups``, the model that needs fewest rows) on the
-    same rows and the target's own full-data ``prior_kind`` predictor; scored on the target's fixed held-out split
-    (undisturbed rows), with
-    the 90% interval's coverage."""
+    ``prior_kind`` predictor (the MLP unless told; fitted here on its training split) to N target rows, over
+    ``draws`` random draws and once with the diverse design, against a from-scratch fit of the 28 op-group costs
+    (``groups``, the model that needs fewest rows) on the same rows and the target's own full-data ``prior_kind``
+    predictor; scored on the target's fixed held-out split (undisturbed rows), with the 90% interval's coverage."""
     datasets, sizes = list(datasets), list(sizes)
     if prior_kind not in PREDICTORS:
         raise PredictorError(f"unknown prior predictor {prior_kind!r} (known: {', '.join(PREDICTORS)})")
@@ -257,7 +256,8 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
     then the few-shot targets (``transfer_targets``), met or missed."""
     head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
             f"scratch ({SCRATCH}) MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | "
-            f"full-data {rows[0].get('prior_kind', 'mlp') if rows else ''} MAPE % (coverage) | target noise % |\n"
+            f"full-data {', '.join(dict.fromkeys(r.get('prior_kind', 'mlp') for r in rows))} MAPE % (coverage) | "
+            "target noise % |\n"
             + "|---" * 12 + "|\n")
     lines = []
     for key in dict.fromkeys((r["prior"], r["target"], r["n"]) for r in rows):

@@ -162,7 +162,7 @@ class AdditivePredictor(Predictor):
     def __init__(self, **params: Any):
         super().__init__(**{**self.DEFAULTS, **params})
         self.w = np.zeros(ENCODING_SIZE)
-        self.v = np.zeros(0)  # the costs of ``_extra``'s terms
+        self.v = np.zeros(self._extra(np.zeros((1, ENCODING_SIZE))).shape[1])  # the costs of ``_extra``'s terms
         self.b = 0.0
 
     def _basis(self) -> np.ndarray | None:
@@ -200,8 +200,11 @@ class AdditivePredictor(Predictor):
 
     def _load_weights(self, directory: Path) -> None:
         t = load_file(str(directory / "weights.safetensors"))
-        self.w, self.b = t["w"].numpy(), float(t["b"][0])
-        self.v = t["v"].numpy() if "v" in t else np.zeros(0)
+        v = t["v"].numpy() if "v" in t else np.zeros(0)
+        if v.shape != self.v.shape:
+            raise PredictorError(f"{directory}: {v.size} costs for a {self.kind} predictor's {self.v.size} extra "
+                                 "terms (saved by another latkit version): refit it")
+        self.w, self.v, self.b = t["w"].numpy(), v, float(t["b"][0])
 
 
 class OpGroupPredictor(AdditivePredictor):
@@ -221,9 +224,9 @@ class OpGroupPredictor(AdditivePredictor):
 class MergedOpsPredictor(OpGroupPredictor):
     """The op groups plus one cost per kind of op that a graph runtime merges (``space.merged_ops``: per cell type,
     source and key, the ReLUs and pools that common-subexpression elimination computes once for ops reading the
-    same tensor), by ridge least squares: 28 + 12 costs and a constant. onnxruntime and OpenVINO merge them and a
+    same tensor), by ridge least squares, and a constant. onnxruntime and OpenVINO merge them and a
     per-op table cannot see it; eager torch runs every op (benchmarks/RESULTS.md, "Is latency additive in the
-    ops?"). Piecewise linear in the encoding, hence differentiable."""
+    ops?"). Differentiable: on the search's relaxed encodings the merged terms are their expectation."""
 
     kind = "cse"
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
-from latkit.predictors.base import Predictor, PredictorError, conformal_rel, load_dir
+from latkit.predictors.base import Predictor, PredictorError, conformal_rel, differentiable_kinds, load_dir
 from latkit.space import ENCODING_SIZE, op_groups
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 3))  # ridge strengths tried for each correction (times n)
@@ -206,8 +206,8 @@ class TransferPredictor(Predictor):
 
     def torch_ms(self, x: torch.Tensor) -> torch.Tensor:
         if not self.differentiable:
-            raise PredictorError("a transfer predictor is differentiable only if all its priors are (mlp, additive, "
-                                 "groups)")
+            raise PredictorError("a transfer predictor is differentiable only if all its priors are ("
+                                 f"{', '.join(differentiable_kinds())})")
         x = x.to(torch.float32)
         out = sum(c * p.torch_ms(x) for c, p in self._chosen()) + float(self.coef[-1])
         return out + x @ torch.as_tensor(self.delta, dtype=torch.float32, device=x.device)
