@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every table of benchmarks/RESULTS.md that reads the shipped CPU datasets, re-run after one of them changes: the
+# commands RESULTS quotes beside those tables, in one place. Run from anywhere in the repository, with campaigns
+# stopped (it uses the cores CORES names, default both). Each command's output goes to runs/rerun/NAME.log (the
+# scripts that print their tables only to the terminal: duet_leak, process_age, label_noise); the others also
+# write their own folders under benchmarks/. Earlier measurements that some tables compare against come from git:
+# OpenVINO's and batch 8's first duet files, and, given OLD_TORCH=<commit>, the torch file a re-measurement replaced.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+L=.venv/bin/latkit
+PY=.venv/bin/python
+T="taskset -c ${CORES:-0,1}"
+D=datasets
+SN=$D/onnxruntime_cpu_b1_r32_c16_l8.parquet
+ORT=$D/onnxruntime_cpu_b1_r32_c36_l20.parquet
+OV=$D/openvino_cpu_b1_r32_c36_l20.parquet
+B8=$D/onnxruntime_cpu_b8_r32_c36_l20.parquet
+TORCH=$D/torch_cpu_b1_r32_c36_l20.parquet
+CG=$D/torch_cuda_graph_b1_r32_c36_l20.parquet
+LOG=runs/rerun
+mkdir -p "$LOG"
+git show f7c79bc:$OV > "$LOG/ov_first_duet.parquet"
+git show ea8a5c3:$B8 > "$LOG/b8_first_duet.parquet"
+
+step() {  # step NAME COMMAND...: run it, its output into $LOG/NAME.log, and say how long it took
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "$(date -u +%H:%M) $name: $*"
+  "$@" > "$LOG/$name.log" 2>&1
+  echo "  done in $((SECONDS - t0)) s"
+}
+
+step predictors_duet $T $L bench predictors --dataset $SN --dataset $ORT --dataset $OV --sizes 300,1000,2100,all \
+  --seeds 0,1,2 --out benchmarks/predictors_duet
+step predictors_b8 $T $L bench predictors --dataset $B8 --sizes 100,300,all --seeds 0,1,2 --out benchmarks/predictors_b8
+step predictors_torch $T $L bench predictors --dataset $TORCH --dataset $CG --sizes 100,300,1000,2100,all \
+  --seeds 0,1,2 --out benchmarks/predictors_torch
+step interactions $T $PY benchmarks/interactions.py $SN $ORT $OV $B8 $TORCH --sizes 100,300,1000,2100 --seeds 0,1,2 \
+  --out benchmarks/interactions
+step cross_backend $T $PY benchmarks/cross_backend.py --out benchmarks/cross_backend
+step transfer $T $L bench transfer --out benchmarks/transfer
+step transfer_cse $T $L bench transfer --prior-model cse --out benchmarks/transfer_cse
+step duet_leak $T $PY benchmarks/duet_leak.py $B8 $ORT $OV $SN
+step process_age $T $PY benchmarks/process_age.py $OV $ORT $B8 $SN $TORCH "$LOG/ov_first_duet.parquet"
+for m in groups cse; do
+  step label_noise_ort_$m $T $PY benchmarks/label_noise.py --fit $ORT \
+    --other benchmarks/label_noise/onnxruntime_heldout.parquet --model $m
+  step label_noise_ov_$m $T $PY benchmarks/label_noise.py --fit $OV --other "$LOG/ov_first_duet.parquet" --model $m
+  step label_noise_b8_$m $T $PY benchmarks/label_noise.py --fit $B8 --other "$LOG/b8_first_duet.parquet" --model $m
+  if [ -n "${OLD_TORCH:-}" ]; then
+    git show "$OLD_TORCH":$TORCH > "$LOG/torch_replaced.parquet"
+    step label_noise_torch_$m $T $PY benchmarks/label_noise.py --fit $TORCH --other "$LOG/torch_replaced.parquet" \
+      --model $m
+  fi
+done
+step graph_counts $T $PY benchmarks/graph_counts.py $ORT --out benchmarks/graph_counts
+echo "logs in $LOG; now replace the superseded tables in benchmarks/RESULTS.md (and README's figures)"
