@@ -3,11 +3,11 @@
 Usage: python benchmarks/graph_counts.py DATASET [--jobs 2] [--out DIR]
 
 For every architecture of an onnxruntime/cpu duet file, the network is exported at the file's shape and handed to
-onnxruntime with latkit's backend settings (``backends.ort.session_options``: every optimisation, one thread); the optimised graph's nodes are counted
-by type (with its fused convolutions' activations and sums, and its NCHWc layout reorders). Those counts are then
-added, by ridge on the fixed held-out split of `latkit bench predictors`, to the op groups and to the `cse`
-predictor's terms: what they take off the held-out MAPE is structure the runtime's optimiser creates and the encoding
-does not describe. The counts are kept in DIR/graph_counts.json (a re-run reads them: about 0.2 s an architecture
+onnxruntime with latkit's backend settings (``backends.ort.session_options``: every optimisation, one thread); the
+optimised graph's nodes are counted by type (with its fused convolutions' activations and sums, and its NCHWc layout
+reorders). Those counts are then added, by ridge on the fixed held-out split of `latkit bench predictors`, to the op
+groups and to the `cse` predictor's terms: what they take off the held-out MAPE is structure the runtime's optimiser
+creates and the encoding does not describe. The counts are kept in DIR/graph_counts.json (a re-run reads them: about 0.2 s an architecture
 to make them, on one core per job).
 """
 from __future__ import annotations
@@ -30,11 +30,17 @@ from latkit.errors import LatkitError
 from latkit.network import NetConfig, build
 from latkit.onnx_export import to_onnx
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split
-from latkit.predictors.models import ridge
 from latkit.space import Genotype, merged_ops, op_groups, sample
 
 sys.path.insert(0, str(Path(__file__).parent))
 from interactions import node_pairs, ridge_cv  # noqa: E402
+
+
+COUNT_ALPHAS = tuple(10.0 ** k for k in range(-5, 2))  # a count's ridge on the 524 encoding terms: up to 1,000s of rows
+
+
+def rms(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - predicted) ** 2)))
 
 
 def optimised_counts(genotype: Genotype, config: NetConfig) -> dict[str, int]:
@@ -108,9 +114,9 @@ def run(path: str, counts: dict[int, dict[str, int]]) -> list[dict]:
                "train_rows": int(train.sum())}
         if name.startswith("cse terms + ") and name != "cse terms + graph counts":
             count = g[:, varying.index(name.removeprefix("cse terms + "))]
-            w, b = ridge(encoding[train], count[train], 1e-6)
-            row.update(count_sd=float(count[test].std()), unexplained_sd=float((count[test] - encoding[test] @ w -
-                                                                                  b).std()))
+            w, b = ridge_cv(encoding[train], count[train], COUNT_ALPHAS, rms)
+            row.update(count_sd=float(count[test].std()),
+                       unexplained_sd=float((count[test] - encoding[test] @ w - b).std()))
         rows.append(row)
     return rows
 

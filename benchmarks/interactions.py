@@ -30,6 +30,7 @@ import argparse
 import json
 from itertools import combinations_with_replacement
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -68,16 +69,22 @@ def node_pairs(x: np.ndarray) -> np.ndarray:
     return out.reshape(len(x), -1)
 
 
-def ridge_cv(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Ridge (w, b) with the penalty chosen on every fourth training row, refitted on all rows."""
+def mape_pct(y: np.ndarray, predicted: np.ndarray) -> float:
+    return metrics(y, predicted)["mape_pct"]
+
+
+def ridge_cv(f: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS,
+             error: Callable[[np.ndarray, np.ndarray], float] = mape_pct) -> tuple[np.ndarray, float]:
+    """Ridge (w, b) with the penalty (of ``alphas``) whose ``error`` is least on every fourth training row, refitted
+    on all rows."""
     val = np.zeros(len(f), dtype=bool)
     val[::4] = True
 
-    def mape(alpha: float) -> float:
+    def held(alpha: float) -> float:
         w, b = ridge(f[~val], y[~val], alpha)
-        return metrics(y[val], f[val] @ w + b)["mape_pct"]
+        return error(y[val], f[val] @ w + b)
 
-    return ridge(f, y, min(ALPHAS, key=mape))
+    return ridge(f, y, min(alphas, key=held))
 
 
 def boosted_residual(f: np.ndarray, groups: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every table of benchmarks/RESULTS.md that reads the shipped CPU datasets, re-run after one of them changes: the
-# commands RESULTS quotes beside those tables, in one place. Run from anywhere in the repository, with campaigns
+# The tables of benchmarks/RESULTS.md that read the shipped duet CPU datasets (predictors, additivity, cross-backend,
+# transfer, duet leak, process age, label noise, graph counts), re-run after one of them changes: the commands
+# RESULTS quotes beside those tables, in one place. Not here: the solo files' tables (benchmarks/predictors,
+# throughput, duet_vs_solo), which no re-measurement touches. Run from anywhere in the repository, with campaigns
 # stopped (it uses the cores CORES names, default both). Each command's output goes to runs/rerun/NAME.log (the
 # scripts that print their tables only to the terminal: duet_leak, process_age, label_noise); the others also
 # write their own folders under benchmarks/. Earlier measurements that some tables compare against come from git:
@@ -26,7 +28,10 @@ step() {  # step NAME COMMAND...: run it, its output into $LOG/NAME.log, and say
   local name=$1; shift
   local t0=$SECONDS
   echo "$(date -u +%H:%M) $name: $*"
-  "$@" > "$LOG/$name.log" 2>&1
+  if ! "$@" > "$LOG/$name.log" 2>&1; then
+    echo "  FAILED (see $LOG/$name.log)"
+    exit 1
+  fi
   echo "  done in $((SECONDS - t0)) s"
 }
 
@@ -42,16 +47,22 @@ step transfer $T $L bench transfer --out benchmarks/transfer
 step transfer_cse $T $L bench transfer --prior-model cse --out benchmarks/transfer_cse
 step duet_leak $T $PY benchmarks/duet_leak.py $B8 $ORT $OV $SN
 step process_age $T $PY benchmarks/process_age.py $OV $ORT $B8 $SN $TORCH "$LOG/ov_first_duet.parquet"
+if [ -n "${OLD_TORCH:-}" ]; then
+  git show "$OLD_TORCH":$TORCH > "$LOG/torch_replaced.parquet"
+else
+  echo "OLD_TORCH not set: torch's label-noise rows are skipped (OLD_TORCH=<commit of the file it replaced>)"
+fi
 for m in groups cse; do
   step label_noise_ort_$m $T $PY benchmarks/label_noise.py --fit $ORT \
     --other benchmarks/label_noise/onnxruntime_heldout.parquet --model $m
   step label_noise_ov_$m $T $PY benchmarks/label_noise.py --fit $OV --other "$LOG/ov_first_duet.parquet" --model $m
   step label_noise_b8_$m $T $PY benchmarks/label_noise.py --fit $B8 --other "$LOG/b8_first_duet.parquet" --model $m
   if [ -n "${OLD_TORCH:-}" ]; then
-    git show "$OLD_TORCH":$TORCH > "$LOG/torch_replaced.parquet"
     step label_noise_torch_$m $T $PY benchmarks/label_noise.py --fit $TORCH --other "$LOG/torch_replaced.parquet" \
       --model $m
   fi
 done
 step graph_counts $T $PY benchmarks/graph_counts.py $ORT --out benchmarks/graph_counts
+step graph_counts_b8 $T $PY benchmarks/graph_counts.py $B8 --jobs 1 --out benchmarks/graph_counts/batch8
+step graph_counts_sn $T $PY benchmarks/graph_counts.py $SN --jobs 1 --out benchmarks/graph_counts/supernet_size
 echo "logs in $LOG; now replace the superseded tables in benchmarks/RESULTS.md (and README's figures)"

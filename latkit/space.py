@@ -499,8 +499,9 @@ def merged_ops(x: Any) -> Any:
     torch (differentiable) for the search's relaxed ones, where it is the expectation under the distribution that
     ``relaxed_encoding`` describes: each node reads a state through one edge, kept with an op of key k with
     probability ``p``, independently of the other nodes, so ``E max(n - 1, 0) = sum p - 1 + prod(1 - p)``; on a
-    genotype's one-hot encoding that is ``max(n - 1, 0)`` exactly. onnxruntime and OpenVINO merge these ops, eager
-    torch does not (benchmarks/RESULTS.md, "Is latency additive in the ops?")."""
+    genotype's one-hot encoding that is ``max(n - 1, 0)`` exactly. onnxruntime merges these ops (its optimised
+    graph has that many fewer), OpenVINO the pools (its ReLUs fuse into convolutions, where they cannot be
+    counted), eager torch none (benchmarks/RESULTS.md, "Is latency additive in the ops?")."""
     key, readers, valid = _merge_tables()
     if isinstance(x, np.ndarray):
         xp, x = np, x.astype(np.float64)
@@ -508,12 +509,12 @@ def merged_ops(x: Any) -> Any:
         import torch
 
         xp = torch
-        key, readers, valid = (torch.tensor(t, device=x.device) for t in (key, readers, valid))
-        key, valid = key.to(x.dtype), valid.to(x.dtype)
+        key, valid = (torch.tensor(t, dtype=x.dtype, device=x.device) for t in (key, valid))
+        readers = torch.tensor(readers, device=x.device)
     cells = x.reshape(*x.shape[:-1], 2, EDGES_PER_CELL, len(PRIMITIVES))
     p = xp.einsum("...ceo,ceok->...cek", cells, key)  # (..., cell, edge, key)
     read = p[..., readers, :] * valid[:, :, None]  # (..., cell, state, node, key)
     expected = read.sum(-2) - 1.0 + (1.0 - read).prod(-2)  # (..., cell, state, key)
     inputs = expected[..., :2, :].sum(-2)
     nodes = expected[..., 2:, :].sum(-2)
-    return xp.stack([inputs, nodes], -2).reshape(*x.shape[:-1], -1)
+    return xp.stack([inputs, nodes], -2).reshape(*x.shape[:-1], 2 * 2 * len(MERGE_KEYS))

@@ -25,10 +25,15 @@ def test_a_graph_count_the_encoding_cannot_see_is_found(tmp_path: Path) -> None:
     costs = np.linspace(0.1, 1.0, op_groups().shape[1])
     true_ms = [5.0 + encode(sample(0, i)) @ op_groups() @ costs + 0.05 * HIDDEN[i] for i in range(N)]
     path = _dataset(tmp_path / "d.parquet", [row(i, true_ms[i] / 0.9) for i in range(N)])  # min_ms = 0.9 x median
-    counts = {i: {"Reorder": int(HIDDEN[i]), "Gemm": 1} for i in range(N)}
-    rows = {r["model"]: r["mape_pct"] for r in graph_counts.run(str(path), counts)}
+    pools = merged_ops(encode_many(sample(0, i) for i in range(N))).sum(1)  # a count the encoding describes
+    counts = {i: {"Reorder": int(HIDDEN[i]), "Gemm": 1, "Pools": int(pools[i])} for i in range(N)}
+    out = {r["model"]: r for r in graph_counts.run(str(path), counts)}
+    rows = {name: r["mape_pct"] for name, r in out.items()}
     assert rows["op groups + graph counts"] < 0.01 < rows["op groups"]
     assert rows["cse terms + Reorder"] < 0.01 and not any("Gemm" in m for m in rows)  # constant counts are dropped
+    reorder, merged = out["cse terms + Reorder"], out["cse terms + Pools"]
+    assert reorder["unexplained_sd"] == pytest.approx(reorder["count_sd"], rel=0.15)  # the encoding cannot see it
+    assert merged["count_sd"] > 0.5 and merged["unexplained_sd"] < 0.05
 
 
 def test_only_onnxruntime_cpu_files_are_read(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import torch
 from latkit.network import NetConfig, build, reduction_layers
 from latkit.ops import merge_key
 from latkit.predictors import make_predictor, metrics
-from latkit.space import (MERGE_KEYS, PUBLISHED, edge_index, edge_stride, encode, encode_many, merged_ops, op_groups,
-                          parse, sample)
+from latkit.space import (MERGE_KEYS, PRIMITIVES, PUBLISHED, edge_index, edge_stride, encode, encode_many, merged_ops,
+                          op_groups, parse, sample)
 
 
 # normal cell: three max pools read input 0, two avg pools input 1 (3 pools merge away per normal cell)
@@ -56,6 +56,8 @@ def test_merged_ops_by_hand() -> None:
 def test_merged_ops_are_differentiable_and_agree_with_numpy() -> None:
     x = encode_many([sample(2, i) for i in range(10)])
     np.testing.assert_allclose(merged_ops(torch.from_numpy(x)).numpy(), merged_ops(x))
+    assert merged_ops(x[:0]).shape == (0, 4 * len(MERGE_KEYS)) == tuple(merged_ops(torch.from_numpy(x[:0])).shape)
+    assert merged_ops(x[0]).shape == (4 * len(MERGE_KEYS),)
     w = torch.full((2, 14, 8), 1 / 8, requires_grad=True)
     merged_ops(encode((w[0], w[1]))).sum().backward()
     assert w.grad.abs().sum() > 0
@@ -148,16 +150,21 @@ def test_the_relaxation_is_the_expectation_over_the_genotypes_the_weights_descri
             second = (rest.cumsum(1) / rest.sum(1, keepdims=True) < rng.random((draws, 1))).sum(1)
             for pick in (first, second):
                 e = edges[pick]
-                op = 1 + (ops[e].cumsum(1) < rng.random((draws, 1))).sum(1)
+                op = 1 + np.minimum((ops[e].cumsum(1) < rng.random((draws, 1))).sum(1), 6)
                 x[np.arange(draws), c, e, 0] = 0.0
                 x[np.arange(draws), c, e, op] = 1.0
-        other = np.zeros((draws, 2, 14, 8))
-        other[:, :, :, 0] = 1.0
-        other[:, 1 - c] = 0.0  # only this cell's terms: the other cell's edges all 'none' merge nothing
-        other[:, 1 - c, :, 0] = 1.0
-        other[:, c] = x[:, c]
-        total += merged_ops(other.reshape(draws, -1)).mean(0)
+        total += merged_ops(x.reshape(draws, -1)).mean(0)  # the other cell, all 'none', merges nothing
     np.testing.assert_allclose(relaxed, total, atol=0.03)
+    # the plug-in max(E n - 1, 0) is not the expectation: it would fail the check above
+    cells = encode((weights[0], weights[1])).numpy().reshape(2, 14, 8)
+    naive = np.zeros_like(relaxed).reshape(2, 2, len(MERGE_KEYS))
+    for c in range(2):
+        for j in range(6):
+            for k, key in enumerate(MERGE_KEYS):
+                n = sum(cells[c, edge_index(node, j), o] for node in range(4) if j < node + 2
+                        for o, op in enumerate(PRIMITIVES) if merge_key(op, edge_stride(c == 1, j)) == key)
+                naive[c, 0 if j < 2 else 1, k] += max(n - 1.0, 0.0)
+    assert np.abs(naive.reshape(-1) - total).max() > 0.1
     assert relaxed.sum() > 1.0
 
 
@@ -178,6 +185,6 @@ def test_cse_predictor_round_trips_its_merged_costs_and_refuses_a_wrong_width(tm
     weights = tmp_path / "cse" / "weights.safetensors"
     t = load_file(str(weights))
     save_file({**t, "v": t["v"][:-1].contiguous()}, str(weights))
-    with pytest.raises(PredictorError, match="extra terms .* refit it"):
+    with pytest.raises(PredictorError, match="224 per-edge costs and 11 extra ones, where a cse predictor has 224 and"):
         load_dir(tmp_path / "cse")
     assert make_predictor("cse").predict_ms(x[:2]).shape == (2,)  # unfitted: zeros of the right width

@@ -201,9 +201,10 @@ class AdditivePredictor(Predictor):
     def _load_weights(self, directory: Path) -> None:
         t = load_file(str(directory / "weights.safetensors"))
         v = t["v"].numpy() if "v" in t else np.zeros(0)
-        if v.shape != self.v.shape:
-            raise PredictorError(f"{directory}: {v.size} costs for a {self.kind} predictor's {self.v.size} extra "
-                                 "terms (saved by another latkit version): refit it")
+        if v.shape != self.v.shape or tuple(t["w"].shape) != (ENCODING_SIZE,):
+            raise PredictorError(f"{directory}: {t['w'].numel()} per-edge costs and {v.size} extra ones, where a "
+                                 f"{self.kind} predictor has {ENCODING_SIZE} and {self.v.size} (saved by another "
+                                 "latkit version): refit it")
         self.w, self.v, self.b = t["w"].numpy(), v, float(t["b"][0])
 
 
@@ -224,8 +225,8 @@ class OpGroupPredictor(AdditivePredictor):
 class MergedOpsPredictor(OpGroupPredictor):
     """The op groups plus one cost per kind of op that a graph runtime merges (``space.merged_ops``: per cell type,
     source and key, the ReLUs and pools that common-subexpression elimination computes once for ops reading the
-    same tensor), by ridge least squares, and a constant. onnxruntime and OpenVINO merge them and a
-    per-op table cannot see it; eager torch runs every op (benchmarks/RESULTS.md, "Is latency additive in the
+    same tensor), by ridge least squares, and a constant. onnxruntime merges them (OpenVINO at least the pools) and
+    a per-op table cannot see it; eager torch runs every op (benchmarks/RESULTS.md, "Is latency additive in the
     ops?"). Differentiable: on the search's relaxed encodings the merged terms are their expectation."""
 
     kind = "cse"
