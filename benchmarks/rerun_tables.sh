@@ -7,6 +7,7 @@
 # scripts that print their tables only to the terminal: duet_leak, process_age, label_noise); the others also
 # write their own folders under benchmarks/. Earlier measurements that some tables compare against come from git:
 # OpenVINO's and batch 8's first duet files, and, given OLD_TORCH=<commit>, the torch file a re-measurement replaced.
+# Arguments, if any, name the steps to run (e.g. the ones that read the dataset that changed); default: every step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 L=.venv/bin/latkit
@@ -24,8 +25,18 @@ mkdir -p "$LOG"
 git show f7c79bc:$OV > "$LOG/ov_first_duet.parquet"
 git show ea8a5c3:$B8 > "$LOG/b8_first_duet.parquet"
 
-step() {  # step NAME COMMAND...: run it, its output into $LOG/NAME.log, and say how long it took
+ONLY=" $* "
+STEPS=" predictors_duet predictors_b8 predictors_torch interactions cross_backend transfer transfer_cse duet_leak \
+process_age label_noise_ort_groups label_noise_ov_groups label_noise_b8_groups label_noise_torch_groups \
+label_noise_ort_cse label_noise_ov_cse label_noise_b8_cse label_noise_torch_cse graph_counts graph_counts_b8 \
+graph_counts_sn "
+for a in "$@"; do
+  [[ $STEPS == *" $a "* ]] || { echo "unknown step: $a (steps:$STEPS)" >&2; exit 2; }
+done
+
+step() {  # step NAME COMMAND...: run it (unless other steps were named), its output into $LOG/NAME.log, say how long
   local name=$1; shift
+  [ "$ONLY" = "  " ] || [[ $ONLY == *" $name "* ]] || return 0
   local t0=$SECONDS
   echo "$(date -u +%H:%M) $name: $*"
   if ! "$@" > "$LOG/$name.log" 2>&1; then

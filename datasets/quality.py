@@ -222,10 +222,12 @@ def _check_reference(where: str, row: dict[str, Any], duet: bool) -> None:
 
 
 def describe_run(run: dict[str, Any]) -> str:
-    """One line of a run's provenance: host, start time, the CPUs it could run on, threads."""
+    """One line of a run's provenance: host, start time, the CPUs it could run on, threads, burn-in if any."""
     cpus = run.get("cpus")
+    burn_in = f", burn-in {run['burn_in_s']:g} s" if run.get("burn_in_s") else ""
     return (f"host {run.get('host', '?')}, started {run.get('started', '?')}, CPUs "
-            f"{','.join(map(str, cpus)) if cpus else 'unknown'}, threads {run.get('protocol', {}).get('threads', '?')}")
+            f"{','.join(map(str, cpus)) if cpus else 'unknown'}, threads {run.get('protocol', {}).get('threads', '?')}"
+            f"{burn_in}")
 
 
 def datasheet(ds: Dataset, command: str, notes: str = "") -> str:

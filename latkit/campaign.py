@@ -19,6 +19,7 @@ Policy, in one place:
 from __future__ import annotations
 
 import collections
+import math
 import os
 import random
 import time
@@ -82,11 +83,16 @@ class Died:
 class Worker:
     """Times a campaign's jobs on one device. In the duet protocol it holds the reference, prepared once."""
 
-    def __init__(self, backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int):
+    def __init__(self, backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int,
+                 burn_in_s: float = 0.0):
+        if not 0 <= burn_in_s < math.inf:
+            raise LatkitError(f"burn-in must be a finite number of seconds >= 0, got {burn_in_s}")
         self.backend, self.config, self.protocol, self.seed = backend, config, protocol, seed
         self.reference = Reference(backend, reference_source(config)) if protocol.duet else None
         self.run_id = uuid.uuid4().hex[:12]
-        self.run = run_provenance(environment(backend, protocol), protocol)
+        self.run = dict(run_provenance(environment(backend, protocol), protocol), burn_in_s=burn_in_s)
+        self.burn_in_s = burn_in_s
+        self.burnt_in: int | None = None  # DARTS_V2 timings thrown away before the first job (None: not yet)
 
     def header(self) -> dict[str, Any]:
         """The dataset header this worker's rows belong under."""
@@ -99,7 +105,10 @@ class Worker:
 
     def measure(self, job: Job, source: ModelSource | dict[str, Any] | None = None) -> dict[str, Any]:
         """The row's columns for ``job`` (all but the campaign's shared ones): ``source`` is what a builder
-        prepared ahead (a dict: its error columns), else the architecture is built here."""
+        prepared ahead (a dict: its error columns), else the architecture is built here. The first job waits for
+        the burn-in."""
+        if self.burnt_in is None:
+            self.burnt_in = self.burn_in()
         timestamp = now()
         genotype = PUBLISHED[REFERENCE] if job.kind == "reference" else sample(self.seed, job.index)
         what = {"sample": f"sample {job.index}", "repeat": f"repeat of sample {job.index}"}.get(job.kind, job.kind)
@@ -110,6 +119,16 @@ class Worker:
         else:
             cols = time_genotype(self.backend, genotype, self.config, self.protocol, what, self.reference)
         return dict(cols, genotype=str(genotype), timestamp=timestamp)
+
+    def burn_in(self) -> int:
+        """Time DARTS_V2, built afresh each time, as a reference row would be, for ``burn_in_s`` seconds, and throw
+        the timings away; return how many. On the ONNX runtimes a process's first minutes measure low beside its
+        reference (benchmarks/RESULTS.md, "Clean data": the drift the duet does not cancel)."""
+        end, n = time.perf_counter() + self.burn_in_s, 0
+        while time.perf_counter() < end:
+            time_genotype(self.backend, PUBLISHED[REFERENCE], self.config, self.protocol, "burn-in", self.reference)
+            n += 1
+        return n
 
     def close(self) -> None:
         if self.reference is not None:
@@ -152,8 +171,9 @@ class LocalExecutor:
 
     lookahead, replaced = 0, 0
 
-    def __init__(self, backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int):
-        self.worker = Worker(backend, config, protocol, seed)
+    def __init__(self, backend: Backend, config: NetConfig, protocol: MeasureProtocol, seed: int,
+                 burn_in_s: float = 0.0):
+        self.worker = Worker(backend, config, protocol, seed, burn_in_s)
         self.workers, self.refused = 1, []
         self._job: Job | None = None
 
@@ -265,16 +285,17 @@ def run(executor: Executor, *, seed: int, count: int, out: str | Path, shard: Sh
 
 
 def run_campaign(backend: Backend, config: NetConfig, protocol: MeasureProtocol, *, seed: int, count: int,
-                 out: str | Path, pin_cpu: int | None = None, **policy: Any) -> CampaignResult:
+                 out: str | Path, pin_cpu: int | None = None, burn_in_s: float = 0.0,
+                 **policy: Any) -> CampaignResult:
     """``run`` in this process: one worker on ``backend``, on core ``pin_cpu`` alone when given (Linux: away from
-    other work; the process stays pinned)."""
+    other work; the process stays pinned), burnt in for ``burn_in_s`` seconds before its first job."""
     if pin_cpu is not None:
         try:
             os.sched_setaffinity(0, {pin_cpu})
         except (AttributeError, OSError, ValueError) as exc:
             raise LatkitError(f"cannot pin to CPU {pin_cpu}: {exc}") from None
     backend.check_available()
-    return run(LocalExecutor(backend, config, protocol, seed), seed=seed, count=count, out=out, **policy)
+    return run(LocalExecutor(backend, config, protocol, seed, burn_in_s), seed=seed, count=count, out=out, **policy)
 
 
 class _Engine:

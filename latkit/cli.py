@@ -213,19 +213,23 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
                       shard=Shard.parse(args.shard), force=args.force, reference_every=args.reference_every,
                       repeat_every=args.repeat_every, retry_errors=args.retry_errors,
                       max_consecutive_failures=args.max_failures, progress=progress)
+        if args.burn_in_s:
+            console.print(f"each worker first times DARTS_V2 for {args.burn_in_s:g} s (burn-in, thrown away)",
+                          highlight=False)
         try:
             if args.ray is not None:
                 from latkit.cluster import Spec, run_campaign_ray
 
                 spec = Spec(args.backend, args.device, _backend_options(args.backend_option), config, protocol,
-                            args.seed)
+                            args.seed, args.burn_in_s)
                 bar.update(task, description=f"{args.backend}/{args.device} on Ray")
                 result = run_campaign_ray(spec, address=args.ray, workers=args.workers, builders=args.builders,
                                           ahead=args.ahead, log=lambda line: console.print(line, highlight=False),
                                           **common)
                 bar.update(task, description=f"{args.backend}/{args.device} on Ray, {result.workers} workers")
             else:
-                result = run_campaign(backend, config, protocol, seed=args.seed, pin_cpu=args.pin_cpu, **common)
+                result = run_campaign(backend, config, protocol, seed=args.seed, pin_cpu=args.pin_cpu,
+                                      burn_in_s=args.burn_in_s, **common)
         except KeyboardInterrupt:
             print(f"latkit: interrupted; {out} keeps every finished architecture, rerun the same command to resume",
                   file=sys.stderr)
@@ -702,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-every", type=COUNT, default=100,
                    help="time DARTS_V2 as a sample every K samples: its drift (default %(default)s; 0: never)")
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
+    p.add_argument("--burn-in-s", type=NONNEG_FLOAT, default=0.0,
+                   help="before the first architecture, time DARTS_V2 beside the reference for this long and throw "
+                        "the timings away: a process's first minutes measure low on the ONNX runtimes (default 0)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
     p.add_argument("--max-failures", type=COUNT, default=10,

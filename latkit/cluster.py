@@ -122,6 +122,7 @@ class Spec:
     config: NetConfig
     protocol: MeasureProtocol
     seed: int
+    burn_in_s: float = 0.0  # each slot's, before its first job (``Worker.burn_in``)
 
     def backend_instance(self) -> Any:
         from latkit.backends.registry import get_backend
@@ -139,7 +140,7 @@ class Slot:
     def __init__(self, spec: Spec):
         cpu = spec.device == "cpu"
         self.cores, self._claims = claim_cores(spec.protocol.threads) if cpu else ([], [])
-        self.worker = Worker(spec.backend_instance(), spec.config, spec.protocol, spec.seed)
+        self.worker = Worker(spec.backend_instance(), spec.config, spec.protocol, spec.seed, spec.burn_in_s)
 
     def describe(self) -> dict[str, Any]:
         """The dataset header this worker would write, and its run's provenance."""

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,10 @@ def test_measure_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     junk.write_text("hello")
     assert main(["dataset", "validate", str(junk)]) == 2
     assert main(["dataset", "info", str(tmp_path / "none.parquet")]) == 2
+    capsys.readouterr()
+    assert main(["measure", "--backend", "torch", "--count", "2", "--burn-in-s", "-1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--burn-in-s" in err and "must be >= 0" in err and _indices(out) == [0]
 
 
 def test_kill_9_loses_at_most_the_architecture_in_flight(tmp_path: Path) -> None:
@@ -268,7 +273,7 @@ def test_runs_keep_their_provenance_through_resume_and_merge(tmp_path: Path) -> 
     run_ids = set(ds.table.column("run_id").to_pylist())
     assert len(run_ids) == 2 and set(ds.runs) == run_ids
     for run in ds.runs.values():
-        assert set(run) == {"environment", "protocol", "cpus", "host", "started"}
+        assert set(run) == {"environment", "protocol", "cpus", "host", "started", "burn_in_s"}
         assert run["environment"] == ds.header["environment"] and run["protocol"] == FAST.to_dict()
         assert run["cpus"] == sorted(os.sched_getaffinity(0)) and run["host"]
     assert ds.header["backend_options"] == {}
@@ -337,6 +342,22 @@ def test_duet_reference_is_prepared_once_where_runners_persist(tmp_path: Path, p
         assert backend.prepared[0] == (True, False) and len(backend.prepared) == 1 + 2 * models
         assert all(p == (True, True) for p in backend.prepared[2::2])
         assert all(not beside for _, beside in backend.prepared[1::2])
+
+
+def test_burn_in_times_the_reference_first_and_keeps_no_row(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    backend = CountingBackend(True)
+    run_campaign(backend, TINY, FAST, seed=0, count=3, out=out, reference_every=2, repeat_every=0, burn_in_s=0.3)
+    ds = load(out)
+    assert _indices(out, "reference") == [-1, -1] and ds.table.num_rows == 5  # the rows a campaign without it has
+    burnt = len(backend.prepared) - (1 + 5)  # beyond the reference alone and the five rows' models
+    assert burnt >= 1 and all(g and beside for g, beside in backend.prepared[1:1 + burnt])  # DARTS_V2 beside it
+    (run,) = ds.runs.values()
+    assert run["burn_in_s"] == 0.3
+    first = min(datetime.fromisoformat(t) for t in ds.table.column("timestamp").to_pylist())
+    assert (first - datetime.fromisoformat(run["started"])).total_seconds() >= 0.3
+    with pytest.raises(LatkitError, match="burn-in"):
+        run_campaign(backend, TINY, FAST, seed=0, count=3, out=out, burn_in_s=-1.0)
 
 
 class Host:
