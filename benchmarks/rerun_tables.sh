@@ -10,6 +10,16 @@
 # Arguments, if any, name the steps to run (e.g. the ones that read the dataset that changed); default: every step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY=" $* "
+STEPS=" predictors_duet predictors_b8 predictors_torch interactions cross_backend transfer transfer_cse duet_leak \
+process_age label_noise_ort_groups label_noise_ov_groups label_noise_b8_groups label_noise_torch_groups \
+label_noise_ort_cse label_noise_ov_cse label_noise_b8_cse label_noise_torch_cse graph_counts graph_counts_b8 \
+graph_counts_sn "
+for a in "$@"; do
+  [[ $STEPS == *" $a "* ]] || { echo "unknown step: $a (steps:$STEPS)" >&2; exit 2; }
+  [[ $a != label_noise_torch_* || -n ${OLD_TORCH:-} ]] || { echo "$a needs OLD_TORCH=<commit>" >&2; exit 2; }
+done
+
 L=.venv/bin/latkit
 PY=.venv/bin/python
 T="taskset -c ${CORES:-0,1}"
@@ -24,15 +34,6 @@ LOG=runs/rerun
 mkdir -p "$LOG"
 git show f7c79bc:$OV > "$LOG/ov_first_duet.parquet"
 git show ea8a5c3:$B8 > "$LOG/b8_first_duet.parquet"
-
-ONLY=" $* "
-STEPS=" predictors_duet predictors_b8 predictors_torch interactions cross_backend transfer transfer_cse duet_leak \
-process_age label_noise_ort_groups label_noise_ov_groups label_noise_b8_groups label_noise_torch_groups \
-label_noise_ort_cse label_noise_ov_cse label_noise_b8_cse label_noise_torch_cse graph_counts graph_counts_b8 \
-graph_counts_sn "
-for a in "$@"; do
-  [[ $STEPS == *" $a "* ]] || { echo "unknown step: $a (steps:$STEPS)" >&2; exit 2; }
-done
 
 step() {  # step NAME COMMAND...: run it (unless other steps were named), its output into $LOG/NAME.log, say how long
   local name=$1; shift

@@ -91,8 +91,7 @@ class Worker:
         self.reference = Reference(backend, reference_source(config)) if protocol.duet else None
         self.run_id = uuid.uuid4().hex[:12]
         self.run = dict(run_provenance(environment(backend, protocol), protocol), burn_in_s=burn_in_s)
-        self.burn_in_s = burn_in_s
-        self.burnt_in: int | None = None  # DARTS_V2 timings thrown away before the first job (None: not yet)
+        self.burn_in_s, self.burnt_in = burn_in_s, False
 
     def header(self) -> dict[str, Any]:
         """The dataset header this worker's rows belong under."""
@@ -107,8 +106,9 @@ class Worker:
         """The row's columns for ``job`` (all but the campaign's shared ones): ``source`` is what a builder
         prepared ahead (a dict: its error columns), else the architecture is built here. The first job waits for
         the burn-in."""
-        if self.burnt_in is None:
-            self.burnt_in = self.burn_in()
+        if not self.burnt_in:
+            self.burn_in()
+            self.burnt_in = True
         timestamp = now()
         genotype = PUBLISHED[REFERENCE] if job.kind == "reference" else sample(self.seed, job.index)
         what = {"sample": f"sample {job.index}", "repeat": f"repeat of sample {job.index}"}.get(job.kind, job.kind)
@@ -120,15 +120,19 @@ class Worker:
             cols = time_genotype(self.backend, genotype, self.config, self.protocol, what, self.reference)
         return dict(cols, genotype=str(genotype), timestamp=timestamp)
 
-    def burn_in(self) -> int:
+    def burn_in(self) -> None:
         """Time DARTS_V2, built afresh each time, as a reference row would be, for ``burn_in_s`` seconds, and throw
-        the timings away; return how many. On the ONNX runtimes a process's first minutes measure low beside its
-        reference (benchmarks/RESULTS.md, "Clean data": the drift the duet does not cancel)."""
-        end, n = time.perf_counter() + self.burn_in_s, 0
+        the timings away (``ReferenceFailure`` if one fails). On the ONNX runtimes a process's first minutes measure
+        low beside its reference (benchmarks/RESULTS.md, "A drift the duet does not cancel"). It runs before the
+        worker's first job, inside it: on Ray a slot that dies in its burn-in counts against that job, as one that
+        dies preparing it would."""
+        end = time.perf_counter() + self.burn_in_s
         while time.perf_counter() < end:
-            time_genotype(self.backend, PUBLISHED[REFERENCE], self.config, self.protocol, "burn-in", self.reference)
-            n += 1
-        return n
+            cols = time_genotype(self.backend, PUBLISHED[REFERENCE], self.config, self.protocol, "burn-in",
+                                 self.reference)
+            if cols["status"] != "ok":
+                raise ReferenceFailure(f"{self.backend.name}/{self.backend.device} failed to run the reference "
+                                       f"{REFERENCE} in the burn-in: {cols['error']}")
 
     def close(self) -> None:
         if self.reference is not None:

@@ -214,8 +214,8 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
                       repeat_every=args.repeat_every, retry_errors=args.retry_errors,
                       max_consecutive_failures=args.max_failures, progress=progress)
         if args.burn_in_s:
-            console.print(f"each worker first times DARTS_V2 for {args.burn_in_s:g} s (burn-in, thrown away)",
-                          highlight=False)
+            console.print(f"each worker times DARTS_V2 for {args.burn_in_s:g} s before its first architecture "
+                          "(burn-in, thrown away)", highlight=False)
         try:
             if args.ray is not None:
                 from latkit.cluster import Spec, run_campaign_ray
@@ -707,8 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time DARTS_V2 as a sample every K samples: its drift (default %(default)s; 0: never)")
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
     p.add_argument("--burn-in-s", type=NONNEG_FLOAT, default=0.0,
-                   help="before the first architecture, time DARTS_V2 beside the reference for this long and throw "
-                        "the timings away: a process's first minutes measure low on the ONNX runtimes (default 0)")
+                   help="before the first architecture, time DARTS_V2 (beside the reference in the duet) for this "
+                        "long and throw the timings away: a process's first minutes measure low on the ONNX "
+                        "runtimes (default 0)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
     p.add_argument("--max-failures", type=COUNT, default=10,

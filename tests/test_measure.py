@@ -19,7 +19,7 @@ from latkit.datasets.quality import summary, validate
 from latkit.datasets.store import journal_path, load, merge, open_writer
 from latkit.errors import LatkitError
 from latkit.campaign import Shard, TooManyFailures, run_campaign
-from latkit.measure import MeasurementBug
+from latkit.measure import MeasurementBug, ReferenceFailure
 from latkit.network import NetConfig
 from latkit.space import PUBLISHED, sample
 
@@ -358,6 +358,23 @@ def test_burn_in_times_the_reference_first_and_keeps_no_row(tmp_path: Path) -> N
     assert (first - datetime.fromisoformat(run["started"])).total_seconds() >= 0.3
     with pytest.raises(LatkitError, match="burn-in"):
         run_campaign(backend, TINY, FAST, seed=0, count=3, out=out, burn_in_s=-1.0)
+
+
+class _FailsBesideBackend(CountingBackend):
+    """DARTS_V2 runs alone (the check passes) but not when prepared beside the reference."""
+
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
+        if beside is not None and source.network.genotype == PUBLISHED["DARTS_V2"]:
+            raise RuntimeError("no room for two")
+        return super()._prepare_impl(source, beside)
+
+
+def test_a_reference_that_fails_in_the_burn_in_stops_the_run_before_any_row(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    with pytest.raises(ReferenceFailure, match="burn-in: .*no room for two"):
+        run_campaign(_FailsBesideBackend(True), TINY, FAST, seed=0, count=3, out=out, reference_every=0,
+                     repeat_every=0, burn_in_s=5.0)
+    assert not out.exists() and not journal_path(out).exists()
 
 
 class Host:
