@@ -120,15 +120,25 @@ def report(args: argparse.Namespace) -> str:
             raise LatkitError(f"{other} differs from {args.fit} in {', '.join(k for k in SAME if h[k] != head[k])}")
     fit_r, fit_pred = residuals(args.fit)
     files = [fit_r] + [residuals(o)[0] for o in args.other]
+    names = [Path(args.fit).name] + [Path(o).name for o in args.other]
+    shared = []
+    for a in range(len(files)):
+        for b in range(a + 1, len(files)):
+            common = sorted(set(files[a]) & set(files[b]))
+            ra, rb = (np.array([f[i] for i in common]) for f in (files[a], files[b]))
+            shared.append(f"{names[a]} and {names[b]}: correlation {np.corrcoef(ra, rb)[0, 1]:.2f}, shared standard "
+                          f"deviation {math.sqrt(max(np.cov(ra, rb)[0, 1], 0.0)):.2f}% over {len(common)}")
     pos, neg, nearest = choose(files, args.per_side)
     order = [i for pair in zip(pos, neg) for i in pair]
     args.out.mkdir(parents=True, exist_ok=True)
     mean = {s: np.mean([nearest[i] for i in side]) for s, side in (("pos", pos), ("neg", neg))}
-    lines = [f"{len(pos)} + {len(neg)} architectures whose residual has one sign in all {len(files)} files; their "
+    lines = ["Out-of-fold residuals of the files, pairwise (the shared standard deviation is the square root of their "
+             "covariance: what the files' residuals have in common):", *[f"- {line}" for line in shared], "",
+             f"{len(pos)} + {len(neg)} architectures whose residual has one sign in all {len(files)} files; their "
              f"residual nearest zero: positive side {mean['pos']:+.2f}%, negative side {mean['neg']:+.2f}%, gap "
              f"{mean['pos'] - mean['neg']:.2f} points", "",
-             "| arm | round | gap, points (se) | positive side | negative side | corr with the residual nearest zero |",
-             "|---|---|---|---|---|---|"]
+             "| arm | round | gap, points (se) | positive side | negative side | corr with the residual nearest zero: "
+             "all / within the positive side / within the negative side |", "|---|---|---|---|---|---|"]
     for k in range(1, args.rounds + 1):
         for arm in arms:
             path = args.out / f"{arm}_round{k}.parquet"
@@ -143,9 +153,9 @@ def report(args: argparse.Namespace) -> str:
             r = {i: 100 * math.log(v / fit_pred[i]) for i, v in zip(index.tolist(), y.tolist())}
             a, b = np.array([r[i] for i in pos]), np.array([r[i] for i in neg])
             se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-            corr = np.corrcoef([r[i] for i in order], [nearest[i] for i in order])[0, 1]
+            corr = [np.corrcoef([r[i] for i in side], [nearest[i] for i in side])[0, 1] for side in (order, pos, neg)]
             lines.append(f"| {arm} | {k} | {a.mean() - b.mean():.2f} ({se:.2f}) | {a.mean():+.2f} | {b.mean():+.2f} | "
-                         f"{corr:.2f} |")
+                         + " / ".join(f"{c:.2f}" for c in corr) + " |")
     text = "\n".join(lines)
     (args.out / "gaps.md").write_text(text + "\n", encoding="utf-8")
     return text

@@ -34,7 +34,7 @@ def test_each_name_is_the_product_it_names() -> None:
 
 def test_forward_selection_only_lowers_the_error() -> None:
     steps = count_terms.forward(str(Path(__file__).parents[1] / "datasets/torch_cpu_b1_r32_c36_l20.parquet"), 2)
-    assert steps[0][0] == "op groups alone" and math.isnan(steps[0][2]) and len(steps) == 3
-    mapes = [m for _, m, _ in steps]
-    assert mapes[0] > mapes[1] > mapes[2] and len({t for t, _, _ in steps}) == 3
-    assert all(np.isfinite(c) for _, _, c in steps[1:])
+    assert steps[0][0] == "op groups alone" and math.isnan(steps[0][3]) and len(steps) == 3
+    cv = [c for _, c, _, _ in steps]  # what chooses: each step lowers it
+    assert cv[0] > cv[1] > cv[2] and len({t for t, _, _, _ in steps}) == 3
+    assert all(np.isfinite(m) and m > 0 for _, _, m, _ in steps) and all(np.isfinite(c) for *_, c in steps[1:])
