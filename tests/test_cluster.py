@@ -259,3 +259,12 @@ def test_a_killed_builder_is_replaced_and_its_job_built_on_the_slot(cluster: Any
     assert killed and result.replaced >= 1 and result.killers == 0
     assert sample_indices(out) == list(range(8))
     assert not any(e.startswith("WorkerDied") for e in load(out).table.column("error").to_pylist() if e)
+
+
+def test_a_slot_burns_in_as_its_spec_says_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import latkit.cluster as cluster
+
+    monkeypatch.setattr(cluster, "claim_cores", lambda *a, **k: ([], []))  # no pinning of the test process
+    slot = cluster.Slot(Spec("torch", "cpu", {}, TINY, FAST, 0, burn_in_s=0.2))
+    assert slot.describe()["run"]["burn_in_s"] == 0.2 and slot.worker.burn_in_s == 0.2
+    assert cluster.Slot(SPEC).describe()["run"]["burn_in_s"] == 0.0
