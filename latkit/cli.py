@@ -708,8 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
     p.add_argument("--burn-in-s", type=NONNEG_FLOAT, default=0.0,
                    help="before the first architecture, time DARTS_V2 (beside the reference in the duet) for this "
-                        "long and throw the timings away: a process's first minutes measure low on the ONNX "
-                        "runtimes (default 0)")
+                        "long and throw the timings away (default 0; tried on OpenVINO against the low first "
+                        "minutes of a process: no effect found, benchmarks/RESULTS.md)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
     p.add_argument("--max-failures", type=COUNT, default=10,
