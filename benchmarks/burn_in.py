@@ -1,6 +1,6 @@
 """Does a burn-in remove the low first minutes of a duet campaign's process?
 
-Usage: python benchmarks/burn_in.py --backend openvino --burn-in-s 180 --runs 2 --core 0 --out benchmarks/burn_in
+Usage: python benchmarks/burn_in.py --backend openvino --burn-in-s 180 --runs 4 --core 0 --out benchmarks/burn_in
 
 On the ONNX runtimes a campaign's first minutes measure low beside its reference (benchmarks/RESULTS.md, "Clean
 data": the drift the duet does not cancel). This runs the same short campaign (sample indices 0..COUNT-1 in index
