@@ -29,8 +29,7 @@ import numpy as np
 
 from latkit.datasets.store import load
 from latkit.errors import LatkitError
-from latkit.predictors.models import make_predictor
-from latkit.predictors.fitting import dataset_xy
+from latkit.predictors.fitting import dataset_xy, out_of_fold_ms
 
 FOLDS = 10
 ARMS = {"default": {}, "malloc": {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:"
@@ -41,12 +40,7 @@ SAME = ("backend", "device", "config", "seed")  # what every file must share for
 def residuals(path: str) -> tuple[dict[int, float], dict[int, float]]:
     """Per undisturbed sample index: the out-of-fold residual (%) and prediction (ms) of the cse predictor."""
     x, y, index, clean = dataset_xy(load(path))
-    pred = np.zeros_like(y)
-    for k in range(FOLDS):
-        fold = index % FOLDS == k
-        predictor = make_predictor("cse")
-        predictor.fit(x[~fold & clean], y[~fold & clean])
-        pred[fold] = predictor.predict_ms(x[fold])
+    pred = out_of_fold_ms("cse", {}, x, y, index % FOLDS, fit_rows=clean)
     r = 100 * np.log(y / pred)
     return dict(zip(index[clean].tolist(), r[clean].tolist())), dict(zip(index.tolist(), pred.tolist()))
 

@@ -139,14 +139,22 @@ def cross_conformal(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndar
     untouched, so the coverage measured on it is honest)."""
     folds = min(folds, len(y))
     fold = np.random.default_rng(seed + 1).permutation(len(y)) % folds
-    residual = np.empty(len(y))
-    for k in range(folds):
-        model = make_predictor(kind, **params)
-        model.fit(x[fold != k], y[fold != k], seed)
-        pred = model.predict_ms(x[fold == k])
-        residual[fold == k] = (y[fold == k] - pred) / pred
-    rel, honest = conformal_rel(residual, level)
+    pred = out_of_fold_ms(kind, params, x, y, fold, seed)
+    rel, honest = conformal_rel((y - pred) / pred, level)
     return {"level": honest, "rel": rel, "method": f"{folds}-fold cross-conformal", "n": int(len(y))}
+
+
+def out_of_fold_ms(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, fold: np.ndarray, seed: int = 0,
+                   fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """Each row's prediction (ms) by a ``kind`` predictor fitted on the other folds' rows (of ``fit_rows`` only,
+    where given: e.g. the undisturbed ones), so no row is predicted by a fit that saw it."""
+    pred = np.empty(len(y))
+    for k in np.unique(fold):
+        train = fold != k if fit_rows is None else (fold != k) & fit_rows
+        model = make_predictor(kind, **params)
+        model.fit(x[train], y[train], seed)
+        pred[fold == k] = model.predict_ms(x[fold == k])
+    return pred
 
 
 def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.ndarray, y: np.ndarray,
