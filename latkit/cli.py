@@ -511,7 +511,8 @@ def _search_kwargs(args: argparse.Namespace) -> dict:
     """``run_search``'s keyword arguments from the search options."""
     return dict(data=args.data, data_dir=args.data_dir, resolution=args.resolution, limit=args.limit,
                 epochs=args.epochs, batch_size=args.batch_size, order=args.order, device=args.search_device,
-                layers=args.layers, channels=args.channels, seed=args.seed, max_skip=args.max_skip)
+                layers=args.layers, channels=args.channels, seed=args.seed, max_skip=args.max_skip,
+                max_free=None if args.max_free < 0 else args.max_free, beta_decay=args.beta_decay)
 
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
@@ -833,6 +834,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-skip", type=COUNT, metavar="K",
                        help="at most K skip connections in the derived normal cell (P-DARTS' rule against the "
                             "skip-connection collapse a latency penalty feeds; P-DARTS uses 2)")
+        p.add_argument("--max-free", type=_number(int, -1), default=2, metavar="K",
+                       help="at most K parameter-free ops (pools, skips) in the derived normal cell, the strongest "
+                            "kept (default %(default)s; -1: no bound): the latency penalty rewards any op without "
+                            "weights, so bounding skips alone lets pools take their places")
+        p.add_argument("--beta-decay", type=NONNEG_FLOAT, default=0.0, metavar="W",
+                       help="beta-DARTS' regulariser on the alphas during the search, its weight rising linearly "
+                            "to W (default %(default)s: off)")
         data_args(p, batch=64)
 
     def data_args(p: argparse.ArgumentParser, batch: int) -> None:

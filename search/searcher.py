@@ -67,7 +67,8 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
                batch_size: int = 64, order: int = 1, device: str | torch.device = "cpu", layers: int = 8,
                channels: int = 16, seed: int = 0, log: Optional[Log] = None,
                progress: Optional[BatchProgress] = None, combine: str = "sum",
-               max_skip: Optional[int] = None) -> dict[str, Any]:
+               max_skip: Optional[int] = None, max_free: Optional[int] = None,
+               beta_decay: float = 0.0) -> dict[str, Any]:
     """Run (or resume) a latency-aware DARTS search; returns the final genotype, its predicted latency, history.
 
     Give either ``penalty`` or ``predictor`` (+ ``lam``, ``form``, ...; a list of predictors penalises several
@@ -76,11 +77,16 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
     ``epochs`` of the current call, so resuming with more epochs stretches the rest of the schedule.
     ``progress(batch, batches, running_loss)`` is called after every weight step. ``max_skip``: P-DARTS' limit on
     the normal cell's skip connections at derivation (``derive_genotype``; it changes no training step, so a
-    search resumes with another). The result counts each cell's parameter-free ops (``cells``) and warns when the
-    normal cell has collapsed into skip connections (``warnings``).
+    search resumes with another); ``max_free`` bounds every parameter-free op of the normal cell the same way.
+    ``beta_decay``: beta-DARTS' regulariser on the alphas (``beta_regulariser``), its weight rising linearly from 0
+    at the first epoch to ``beta_decay`` at the last. The result counts each cell's parameter-free ops (``cells``)
+    and warns when the normal cell has collapsed into skip connections (``warnings``).
     """
-    if max_skip is not None and max_skip < 0:
-        raise LatkitError(f"max_skip must be >= 0, got {max_skip}")
+    for bound, name in ((max_skip, "max_skip"), (max_free, "max_free")):
+        if bound is not None and bound < 0:
+            raise LatkitError(f"{name} must be >= 0, got {bound}")
+    if not (math.isfinite(beta_decay) and beta_decay >= 0):
+        raise LatkitError(f"beta_decay must be a finite number >= 0, got {beta_decay}")
     if order not in (1, 2):
         raise LatkitError(f"order must be 1 (first-order DARTS) or 2 (second order, unrolled), got {order}")
     if epochs < 1 or batch_size < 2:
@@ -103,14 +109,19 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
     model = SuperNet(channels=channels, layers=layers, classes=classes, in_channels=in_channels).to(device)
     w_opt = torch.optim.SGD(model.weights(), lr=W_LR, momentum=W_MOMENTUM, weight_decay=W_DECAY)
 
+    beta_weight = 0.0  # this epoch's weight of the beta-DARTS term
+
     def objective(net: SuperNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return penalty(F.cross_entropy(net(x), y), net.arch_weights())[0]
+        loss = penalty(F.cross_entropy(net(x), y), net.arch_weights())[0]
+        return loss + beta_weight * beta_regulariser(net.arch_parameters()) if beta_weight else loss
 
     architect = Architect(model, objective, lr=A_LR, betas=A_BETAS, weight_decay=A_DECAY,
                           network_momentum=W_MOMENTUM, network_weight_decay=W_DECAY)
     settings = {"data": data, "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
                 "resolution": resolution, "limit": limit, "batch_size": batch_size, "order": order,
                 "layers": layers, "channels": channels, "seed": seed, "penalty": penalty.settings()}
+    if beta_decay:  # absent when off, so checkpoints written before the option resume
+        settings["beta_decay"] = beta_decay
     history: list[dict[str, Any]] = []
     if (out / "checkpoint.json").exists():
         history = load_checkpoint(out, settings, model, {"w_opt": w_opt, "a_opt": architect.optimizer})
@@ -122,6 +133,7 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
     for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         lr = cosine_lr(epoch, epochs, W_LR, W_LR_MIN)
+        beta_weight = beta_decay * epoch / max(epochs - 1, 1)
         for group in w_opt.param_groups:
             group["lr"] = lr
         g = epoch_generator(seed, epoch)
@@ -137,7 +149,7 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
             if progress is not None:
                 progress(step + 1, len(w_batches), loss_sum / seen)
         val_acc = accuracy(model, a_x, a_y, batch_size)
-        genotype = model.genotype(max_skip)
+        genotype = model.genotype(max_skip, max_free)
         with torch.no_grad():
             soft = float(penalty.latency_ms(model.arch_weights())) if penalty.lam > 0 else None
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
@@ -149,11 +161,12 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
         save_checkpoint(out, settings, model, {"w_opt": w_opt, "a_opt": architect.optimizer}, history)
         log(format_row(row, epochs))
 
-    genotype = model.genotype(max_skip)
+    genotype = model.genotype(max_skip, max_free)
     warning = collapse_warning(genotype)
     if warning:
         log(f"warning: {warning}")
-    result = {"genotype": str(genotype), "genotype_json": genotype.to_dict(), "max_skip": max_skip,
+    result = {"genotype": str(genotype), "genotype_json": genotype.to_dict(), "max_skip": max_skip, "max_free": max_free,
+              "beta_decay": beta_decay,
               "cells": cell_report(genotype), "warnings": [warning] if warning else [],
               "latency_ms": genotype_latency_ms(predictor, genotype), "history": history, "settings": settings,
               "alphas": {"normal": model.alphas_normal.detach().cpu().tolist(),
@@ -161,6 +174,13 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
     if len(penalty.predictors) > 1:  # several targets: each one's predicted latency of the genotype
         result["latencies_ms"] = {target_name(p): genotype_latency_ms(p, genotype) for p in penalty.predictors}
     return result
+
+
+def beta_regulariser(alphas: Any) -> torch.Tensor:
+    """beta-DARTS' "beta-decay" term (Ye et al., CVPR 2022): per cell type, the mean over edges of logsumexp(alpha),
+    summed. Its gradient is softmax(alpha), so it holds the alphas' scale down and with it the runaway of one op
+    (the collapse into parameter-free ops) while keeping their order."""
+    return sum(torch.logsumexp(a, dim=-1).mean() for a in alphas)
 
 
 SKIP_BOUND = 2  # P-DARTS keeps at most 2 skip connections in the normal cell; DARTS+ stops a search at 2

@@ -13,7 +13,7 @@ from torch import nn
 
 from latkit.errors import LatkitError
 from latkit.network import reduction_layers
-from latkit.ops import OPS, FactorizedReduce, ReLUConvBN
+from latkit.ops import OPS, FactorizedReduce, ReLUConvBN, parameter_free_ops
 from latkit.space import CONCAT, EDGES_PER_CELL, NODES, PRIMITIVES, Genotype, edge_index
 
 NONE = PRIMITIVES.index("none")
@@ -111,10 +111,11 @@ class SuperNet(nn.Module):
         """softmax(alpha) over ops for the normal and the reduction cell, each (14, 8), differentiable."""
         return F.softmax(self.alphas_normal, dim=-1), F.softmax(self.alphas_reduce, dim=-1)
 
-    def genotype(self, max_skip: int | None = None) -> Genotype:
-        """The derived genotype (``max_skip``: P-DARTS' limit on skip connections in the normal cell)."""
+    def genotype(self, max_skip: int | None = None, max_free: int | None = None) -> Genotype:
+        """The derived genotype (``max_skip``, ``max_free``: bounds on the normal cell's skips and parameter-free
+        ops, ``derive_genotype``)."""
         w_normal, w_reduce = (w.detach().cpu().numpy() for w in self.arch_weights())
-        return derive_genotype(w_normal, w_reduce, max_skip)
+        return derive_genotype(w_normal, w_reduce, max_skip, max_free)
 
     def new(self) -> "SuperNet":
         """A fresh supernet of the same shape, on the same device, with a copy of these alphas."""
@@ -138,23 +139,28 @@ def _derive_cell(weights: np.ndarray) -> list[tuple[str, int]]:
     return gene
 
 
-def derive_genotype(w_normal: np.ndarray, w_reduce: np.ndarray, max_skip: int | None = None) -> Genotype:
+def derive_genotype(w_normal: np.ndarray, w_reduce: np.ndarray, max_skip: int | None = None,
+                    max_free: int | None = None) -> Genotype:
     """The discrete genotype of (14, 8) architecture weights, exactly as DARTS derives it ('none' excluded).
 
     ``max_skip``: P-DARTS' rule against the collapse into skip connections (Chen et al., "Progressive
     Differentiable Architecture Search", ICCV 2019, section 3.3: "we keep the M skip-connections with the largest
     architecture weights" in the normal cell, M = 2, "and set the weights of the others to 0", then derive again).
-    The latency penalty feeds that collapse, since a parameter-free op is the cheapest way to cut latency.
+    ``max_free``: the same rule over every parameter-free op (pools and skips): with a latency penalty the pools take
+    the bounded skips' places, since any op without weights is the cheapest way to cut latency.
     """
     w_normal = np.array(w_normal, dtype=np.float64)
+    free = set(parameter_free_ops())
+    bounds = [(b, ops) for b, ops in ((max_skip, {"skip_connect"}), (max_free, free)) if b is not None]
+    for bound, name in ((max_skip, "max_skip"), (max_free, "max_free")):
+        if bound is not None and bound < 0:
+            raise ValueError(f"{name} must be >= 0, got {bound}")
     normal = _derive_cell(w_normal)
-    if max_skip is not None:
-        if max_skip < 0:
-            raise ValueError(f"max_skip must be >= 0, got {max_skip}")
-        skip = PRIMITIVES.index("skip_connect")
-        while sum(op == "skip_connect" for op, _ in normal) > max_skip:
-            kept = [edge_index(k // 2, j) for k, (op, j) in enumerate(normal) if op == "skip_connect"]
-            weakest = min(kept, key=lambda e: w_normal[e, skip])
-            w_normal[weakest, skip] = 0.0
-            normal = _derive_cell(w_normal)
+    while True:
+        over = next((ops for bound, ops in bounds if sum(op in ops for op, _ in normal) > bound), None)
+        if over is None:
+            break
+        kept = [(edge_index(k // 2, j), PRIMITIVES.index(op)) for k, (op, j) in enumerate(normal) if op in over]
+        w_normal[min(kept, key=lambda eo: w_normal[eo])] = 0.0  # the weakest kept op of the bounded kind
+        normal = _derive_cell(w_normal)
     return Genotype.make(normal=normal, reduce=_derive_cell(np.asarray(w_reduce)))

@@ -493,3 +493,37 @@ def test_max_skip_keeps_the_strongest_skips_and_rederives_the_rest() -> None:
     assert derive_genotype(w, w, max_skip=8) == plain
     with pytest.raises(ValueError, match="max_skip"):
         derive_genotype(w, w, max_skip=-1)
+
+
+def test_max_free_bounds_pools_too_keeping_the_strongest_parameter_free_ops() -> None:
+    from latkit.search.searcher import cell_report
+
+    skip, pool, sep = (PRIMITIVES.index(n) for n in ("skip_connect", "max_pool_3x3", "sep_conv_3x3"))
+    w = np.full((EDGES_PER_CELL, len(PRIMITIVES)), 0.01)
+    w[:, sep] = 0.2
+    for e, strength in zip(range(EDGES_PER_CELL), np.linspace(0.9, 0.3, EDGES_PER_CELL)):
+        w[e, skip] = strength
+        w[e, pool] = strength - 0.05  # a pool is every edge's runner-up: the skip rule alone lets it in
+    skips_only = cell_report(derive_genotype(w, w, max_skip=2))["normal"]
+    assert skips_only == {"parameter_free": 8, "skip_connect": 2}  # the collapse moves to the pools
+    bounded = derive_genotype(w, w, max_skip=2, max_free=2)
+    assert cell_report(bounded)["normal"] == {"parameter_free": 2, "skip_connect": 2}
+    kept = sorted(edge_index(k // 2, j) for k, (op, j) in enumerate(bounded.normal) if op != "sep_conv_3x3")
+    assert kept == [0, 1]  # the two strongest parameter-free weights (edges 0 and 1's skips)
+    assert cell_report(derive_genotype(w, w, max_free=0))["normal"]["parameter_free"] == 0
+    assert derive_genotype(w, w, max_free=8) == derive_genotype(w, w)
+    with pytest.raises(ValueError, match="max_free"):
+        derive_genotype(w, w, max_free=-1)
+
+
+def test_beta_regulariser_is_beta_darts_logsumexp_and_its_gradient_is_the_softmax() -> None:
+    from latkit.search.searcher import beta_regulariser
+
+    a = torch.randn(EDGES_PER_CELL, len(PRIMITIVES), requires_grad=True)
+    b = torch.zeros(EDGES_PER_CELL, len(PRIMITIVES), requires_grad=True)
+    loss = beta_regulariser([a, b])
+    expected = torch.log(torch.exp(a).sum(-1)).mean() + np.log(len(PRIMITIVES))
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert torch.allclose(a.grad, a.softmax(-1) / EDGES_PER_CELL)
+    assert torch.allclose(b.grad, torch.full_like(b, 1 / (len(PRIMITIVES) * EDGES_PER_CELL)))
