@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tables of benchmarks/RESULTS.md that read the shipped duet CPU datasets (predictors, additivity, cross-backend,
+# The recommendation table (latkit/predictors/recommended.json) and the tables of benchmarks/RESULTS.md that read the shipped duet CPU datasets (predictors, additivity, cross-backend,
 # transfer, duet leak, process age, label noise, graph counts), re-run after one of them changes: the commands
 # RESULTS quotes beside those tables, in one place. Not here: the solo files' tables (benchmarks/predictors,
 # throughput, duet_vs_solo), which no re-measurement touches. Run from anywhere in the repository, with campaigns
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ONLY=" $* "
-STEPS=" predictors_duet predictors_b8 predictors_torch interactions cross_backend transfer transfer_cse duet_leak \
+STEPS=" recommend predictors_duet predictors_b8 predictors_torch interactions cross_backend transfer transfer_cse duet_leak \
 process_age label_noise_ort_groups label_noise_ov_groups label_noise_b8_groups label_noise_torch_groups \
 label_noise_ort_cse label_noise_ov_cse label_noise_b8_cse label_noise_torch_cse graph_counts graph_counts_b8 \
 graph_counts_sn "
@@ -47,6 +47,7 @@ step() {  # step NAME COMMAND...: run it (unless other steps were named), its ou
   echo "  done in $((SECONDS - t0)) s"
 }
 
+step recommend $T $L recommend --write  # the recommendation table every --model auto reads
 step predictors_duet $T $L bench predictors --dataset $SN --dataset $ORT --dataset $OV --sizes 300,1000,2100,all \
   --seeds 0,1,2 --out benchmarks/predictors_duet
 step predictors_b8 $T $L bench predictors --dataset $B8 --sizes 100,300,all --seeds 0,1,2 --out benchmarks/predictors_b8
@@ -55,7 +56,7 @@ step predictors_torch $T $L bench predictors --dataset $TORCH --dataset $CG --si
 step interactions $T $PY benchmarks/interactions.py $SN $ORT $OV $B8 $TORCH --sizes 100,300,1000,2100 --seeds 0,1,2 \
   --out benchmarks/interactions
 step cross_backend $T $PY benchmarks/cross_backend.py --out benchmarks/cross_backend
-step transfer $T $L bench transfer --out benchmarks/transfer
+step transfer $T $L bench transfer --prior-model mlp --out benchmarks/transfer
 step transfer_cse $T $L bench transfer --prior-model cse --out benchmarks/transfer_cse
 step duet_leak $T $PY benchmarks/duet_leak.py $B8 $ORT $OV $SN
 step process_age $T $PY benchmarks/process_age.py $OV $ORT $B8 $SN $TORCH "$LOG/ov_first_duet.parquet"

@@ -41,6 +41,14 @@ Progress = Callable[[int, int, int], None]  # (done, total, failures)
 MAX_DEATHS = 2  # workers an architecture may kill before it is recorded as an error row
 
 
+# A campaign's defaults, said once (the CLI's defaults read these): the reference timed as a sample every this many
+# samples (its drift), an earlier sample re-measured every this many (the noise floor), and the campaign stopped after
+# this many failed architectures in a row.
+REFERENCE_EVERY = 100
+REPEAT_EVERY = 20
+MAX_CONSECUTIVE_FAILURES = 10
+
+
 @dataclass(frozen=True)
 class Shard:
     """Shard ``k`` of ``n`` (1-based): sample indices ``i`` with ``i % n == k - 1``."""
@@ -258,8 +266,8 @@ def repeat_of(seed: int, index: int, measured: Iterable[int]) -> int:
 
 
 def run(executor: Executor, *, seed: int, count: int, out: str | Path, shard: Shard = Shard(), force: bool = False,
-        reference_every: int = 100, repeat_every: int = 20, retry_errors: bool = False,
-        max_consecutive_failures: int = 10, max_deaths: int = MAX_DEATHS, indices: list[int] | None = None,
+        reference_every: int = REFERENCE_EVERY, repeat_every: int = REPEAT_EVERY, retry_errors: bool = False,
+        max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES, max_deaths: int = MAX_DEATHS, indices: list[int] | None = None,
         progress: Progress | None = None) -> CampaignResult:
     """Measure the plan on ``executor``'s workers into ``out`` (locked against other writers throughout; every row
     written is kept, whatever stops the campaign). Stops with ``TooManyFailures`` after

@@ -421,14 +421,31 @@ def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _checked_predictor(spec: str, backend: str | None, device: str, kind: str, force: bool) -> "object":
-    """A saved or embedded predictor; refused when fitted for another backend/device than ``backend`` on
-    ``device`` (only a warning with ``force``)."""
+def _cmd_recommend(args: argparse.Namespace, console: Console) -> int:
+    from latkit.predictors import recommend
+
+    if args.write or args.dataset or args.out:
+        if args.write and args.dataset:
+            raise LatkitError("--write regenerates the shipped table from the shipped datasets; with --dataset, "
+                              "write elsewhere with --out")
+        table = recommend.build_table(args.dataset, log=lambda line: console.print(line, highlight=False))
+        if args.write or args.out:
+            console.print(f"wrote {recommend.write_table(table, args.out)}", highlight=False)
+    else:
+        table = recommend.load_table()
+    print(recommend.markdown(table), end="")
+    return 0
+
+
+def _checked_predictor(spec: str, backend: str | None, device: str, kind: str, force: bool,
+                       differentiable: bool = False) -> "object":
+    """A saved or embedded predictor (``kind`` auto: the recommended one; ``differentiable``: for a search);
+    refused when fitted for another backend/device than ``backend`` on ``device`` (only a warning with ``force``)."""
     import warnings
 
     from latkit.predictors import load_predictor
 
-    predictor = load_predictor(spec, device=device, kind=kind)
+    predictor = load_predictor(spec, device=device, kind=kind, differentiable=differentiable)
     if backend:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -497,7 +514,8 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _search_predictor(args: argparse.Namespace, backend: str, device: str) -> "object":
-    return _checked_predictor(args.predictor or backend, backend, device, args.model, args.force_predictor)
+    return _checked_predictor(args.predictor or backend, backend, device, args.model, args.force_predictor,
+                              differentiable=True)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -649,15 +667,19 @@ BENCH_COMMANDS = ("predictors", "transfer", "model")  # `latkit bench X` with an
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each leaf command sets ``handler``."""
+    from latkit import campaign
     from latkit.backends.registry import backend_class, list_backends, list_devices
     from latkit.datasets.store import STAT_COLUMNS
+    from latkit.predictors import list_predictors
     from latkit.predictors.base import differentiable_kinds
-    from latkit.predictors.models import PREDICTORS
+    from latkit.predictors.recommend import AUTO
     from latkit.search.data import DATASETS
     from latkit.search.penalty import COMBINE, FORMS
     from latkit.selection import METHODS
 
-    differentiable = differentiable_kinds()
+    differentiable = [AUTO] + differentiable_kinds()
+    kinds = [AUTO] + list_predictors()
+    auto_help = f"{AUTO} (the default): the kind recommended for the target (latkit recommend)"
     devices = list_devices()
 
     parser = _Parser(prog="latkit", description="latency toolkit for latency-aware DARTS")
@@ -704,16 +726,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net_args(p)
     _add_protocol_args(p)
     p.add_argument("--pin-cpu", type=COUNT, help="run on this CPU core only (Linux), away from other work")
-    p.add_argument("--reference-every", type=COUNT, default=100,
+    p.add_argument("--reference-every", type=COUNT, default=campaign.REFERENCE_EVERY,
                    help="time DARTS_V2 as a sample every K samples: its drift (default %(default)s; 0: never)")
-    p.add_argument("--repeat-every", type=COUNT, default=20, help="re-measure an earlier sample every K (0: never)")
+    p.add_argument("--repeat-every", type=COUNT, default=campaign.REPEAT_EVERY, help="re-measure an earlier sample every K (0: never)")
     p.add_argument("--burn-in-s", type=NONNEG_FLOAT, default=0.0,
                    help="before the first architecture, time DARTS_V2 (beside the reference in the duet) for this "
                         "long and throw the timings away (default 0; tried on OpenVINO against the low first "
                         "minutes of a process: no effect found, benchmarks/RESULTS.md)")
     p.add_argument("--retry-errors", action="store_true",
                    help="measure again the sample indices whose only rows are errors (the error rows stay)")
-    p.add_argument("--max-failures", type=COUNT, default=10,
+    p.add_argument("--max-failures", type=COUNT, default=campaign.MAX_CONSECUTIVE_FAILURES,
                    help="stop after this many consecutive failed architectures (default %(default)s; 0: never)")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
                    help="measure on a Ray cluster: auto (the one `ray start` runs here; the default), local (a private "
@@ -751,15 +773,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a latency predictor on a dataset and print its held-out metrics")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--model", default="mlp", choices=list(PREDICTORS))
+    p.add_argument("--model", default=AUTO, choices=kinds, help=f"predictor kind; {auto_help}")
     p.add_argument("--out", required=True, help="directory for the saved predictor")
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS,
                    help="latency statistic to learn (default %(default)s)")
     p.add_argument("--train-size", type=POSITIVE_INT, help="use only this many training architectures")
     p.add_argument("--prior", action="append", metavar="BACKEND[/DEVICE]|DIR",
                    help="few-shot: transfer from this predictor (repeatable); the dataset may hold only a few rows")
-    p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
-                   help="which embedded predictor, when --prior is a backend (default %(default)s)")
+    p.add_argument("--prior-model", default=AUTO, choices=kinds,
+                   help=f"which embedded predictor, when --prior is a backend; {auto_help}")
     p.add_argument("--seed", type=COUNT, default=0)
     p.add_argument("--raw", action="store_true",
                    help="learn the raw latency of a duet dataset (default: normalised by the reference timed beside "
@@ -770,8 +792,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", required=True, help="saved predictor directory, or a backend for its default")
     p.add_argument("genotype")
     p.add_argument("--device", default="cpu", choices=devices)
-    p.add_argument("--model", default="mlp", choices=list(PREDICTORS),
-                   help="which embedded default, when --predictor is a backend")
+    p.add_argument("--model", default=AUTO, choices=kinds,
+                   help=f"which embedded predictor, when --predictor is a backend; {auto_help}")
     p.add_argument("--backend", choices=list_backends(),
                    help="refuse a predictor fitted for another backend or device")
     p.add_argument("--force-predictor", action="store_true", help="with --backend: only warn")
@@ -781,11 +803,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "from a duet dataset predicts ms of the dataset's host on its fast days")
     p.set_defaults(handler=_cmd_predict)
 
+    p = sub.add_parser("recommend", help="which predictor kind to use on each backend: the table every --model "
+                                         f"{AUTO} reads")
+    p.add_argument("--write", action="store_true",
+                   help="regenerate the shipped table from the shipped datasets (every kind fitted and scored)")
+    p.add_argument("--dataset", action="append", help="score these datasets instead (repeatable)")
+    p.add_argument("--out", help="write the table (JSON) here")
+    p.set_defaults(handler=_cmd_recommend)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
     p = bench_sub.add_parser("predictors", help="every predictor x training size on a fixed held-out split")
     p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
-    p.add_argument("--models", help=f"comma-separated subset of {','.join(PREDICTORS)}")
+    p.add_argument("--models", help=f"comma-separated subset of {','.join(list_predictors())}")
     p.add_argument("--sizes", default="250,500,1000,2000,all", help="training sizes: integers >= 2 or 'all'")
     p.add_argument("--seeds", default="0", help="fit seeds (training subset and fit), e.g. 0,1,2: the fit's spread")
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS)
@@ -795,8 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--sizes", default="5,10,20,50,100")
     p.add_argument("--draws", type=POSITIVE_INT, default=20, help="random draws per N (default %(default)s)")
-    p.add_argument("--prior-model", default="mlp", choices=list(PREDICTORS),
-                   help="the kind of each dataset's full-data predictor, the priors (default %(default)s)")
+    p.add_argument("--prior-model", default=AUTO, choices=kinds,
+                   help=f"the kind of each dataset's full-data predictor, the priors; {auto_help}")
     p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_transfer)
     p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")
@@ -823,7 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--predictor", help="saved predictor directory (default: the target's embedded one)")
         p.add_argument("--force-predictor", action="store_true",
                        help="use a predictor fitted for another backend or device")
-        p.add_argument("--model", default="mlp", choices=differentiable)
+        p.add_argument("--model", default=AUTO, choices=differentiable,
+                       help=f"the embedded predictor's kind; {AUTO} (the default): the differentiable kind "
+                            "recommended for the target (latkit recommend)")
         p.add_argument("--form", default="additive", choices=FORMS)
         p.add_argument("--target-ms", type=POSITIVE_FLOAT, help="target latency T for --form relative")
         p.add_argument("--epochs", type=POSITIVE_INT, default=6, help="search epochs (default %(default)s; DARTS: 50)")

@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from latkit.predictors import load_predictor, make_predictor
+from latkit.predictors.base import differentiable_kinds
+from latkit.predictors.recommend import load_table
 from latkit.search.penalty import LatencyPenalty
 from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, PUBLISHED, edge_index, encode, encode_many, sample
 
-SHIPPED = [(b, k) for b in ("onnxruntime", "torch") for k in ("mlp", "additive")]
+# every embedded predictor a search may be given: each target of the recommendation table x each differentiable kind
+SEARCHABLE = [(f"{r['backend']}/{r['device']}", k) for r in load_table()["rows"] for k in differentiable_kinds()]
 
 
 def sharpened(genotype, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +38,7 @@ def test_relaxed_encoding_keeps_two_inputs_per_node() -> None:
         torch.testing.assert_close(kept.sum(-1), torch.full((2,), 2.0))  # what every genotype has
 
 
-@pytest.mark.parametrize("backend, kind", SHIPPED)
+@pytest.mark.parametrize("backend, kind", SEARCHABLE)
 def test_sharpening_converges_to_the_genotype_latency(backend: str, kind: str) -> None:
     predictor = load_predictor(backend, kind=kind)
     for index in range(10):
@@ -77,7 +80,7 @@ def test_no_op_that_cannot_appear_in_a_genotype_changes_the_relaxed_latency() ->
         assert abs(float(other.torch_ms(raw)) - float(base.torch_ms(raw))) > 0.1  # ...was not identified
 
 
-@pytest.mark.parametrize("backend, kind", SHIPPED)
+@pytest.mark.parametrize("backend, kind", SEARCHABLE)
 def test_uniform_and_all_none_alphas_lie_inside_the_genotype_range(backend: str, kind: str) -> None:
     predictor = load_predictor(backend, kind=kind)
     genotypes = predictor.predict_ms(encode_many(sample(0, i) for i in range(1000)))

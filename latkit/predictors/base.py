@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
@@ -18,9 +19,54 @@ from latkit.errors import LatkitError, one_line
 from latkit.space import ENCODING_SIZE, ENCODING_VERSION
 
 META_FILE = "predictor.json"
-# kind -> class: each kind registers itself when its class is defined (latkit.predictors imports them all), so
-# loading a directory needs no module above this one
-KINDS: dict[str, type["Predictor"]] = {}
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What latkit needs to know of a predictor kind, said once where the kind is defined (``register``)."""
+
+    cls: type["Predictor"]
+    min_rows: int | None  # below this many rows a from-scratch fit is mostly noise; None: never fitted from scratch
+    weights: str  # the weight file of a saved directory, beside predictor.json
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether every instance is differentiable (a transfer predictor is only if its priors are)."""
+        return self.cls.differentiable is True
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.min_rows is not None
+
+
+# The one registry of predictor kinds, kind -> KindInfo, filled by ``register`` as each class is defined
+# (latkit.predictors imports them all), so loading a directory needs no module above this one. Nothing else lists
+# kinds: the CLI's choices, fitting, the benchmarks, transfer and the loader read this.
+KINDS: dict[str, KindInfo] = {}
+P = TypeVar("P", bound=type["Predictor"])
+
+
+def register(kind: str, *, min_rows: int | None, weights: str) -> Callable[[P], P]:
+    """Class decorator: register a predictor kind (timm's ``@register_model`` habit)."""
+    def wrap(cls: P) -> P:
+        if kind in KINDS:
+            raise ValueError(f"predictor kind {kind!r} is registered twice")
+        cls.kind = kind
+        KINDS[kind] = KindInfo(cls, min_rows, weights)
+        return cls
+    return wrap
+
+
+def list_predictors() -> list[str]:
+    """The kinds ``latkit fit`` can fit from a dataset alone, in registration order."""
+    return [kind for kind, info in KINDS.items() if info.from_scratch]
+
+
+def make_predictor(kind: str, **params: Any) -> "Predictor":
+    """A new, unfitted predictor of a from-scratch kind."""
+    if kind not in list_predictors():
+        raise PredictorError(f"unknown predictor {kind!r} (known: {', '.join(list_predictors())})")
+    return KINDS[kind].cls(**params)
 
 
 class PredictorError(LatkitError):
@@ -30,13 +76,8 @@ class PredictorError(LatkitError):
 class Predictor(ABC):
     """Maps architecture encodings ``(n, ENCODING_SIZE)`` to latency in milliseconds."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # set by ``register``
     differentiable: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if getattr(cls, "kind", ""):
-            KINDS[cls.kind] = cls
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params
@@ -64,6 +105,10 @@ class Predictor(ABC):
                                  "with latkit fit")
         pred = self.predict_ms(x)
         return pred * (1 - interval["rel"]), pred * (1 + interval["rel"])
+
+    def weights_path(self, directory: Path) -> Path:
+        """The kind's weight file in a saved directory (its name is registered with the kind)."""
+        return Path(directory) / KINDS[self.kind].weights
 
     @abstractmethod
     def _save_weights(self, directory: Path) -> None: ...
@@ -99,8 +144,8 @@ class Predictor(ABC):
 
 
 def differentiable_kinds() -> list[str]:
-    """The predictor kinds whose every instance is differentiable (a transfer predictor is only if its priors are)."""
-    return [kind for kind, cls in KINDS.items() if cls.differentiable is True]
+    """The from-scratch kinds whose every instance is differentiable (what a search can be given)."""
+    return [kind for kind in list_predictors() if KINDS[kind].differentiable]
 
 
 def conformal_rel(residual_rel: np.ndarray, level: float) -> tuple[float, float]:
@@ -138,7 +183,7 @@ def load_dir(directory: str | Path) -> Predictor:
     if doc["kind"] not in KINDS:
         raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r} (known: {', '.join(KINDS)})")
     try:
-        predictor = KINDS[doc["kind"]](**doc["params"])
+        predictor = KINDS[doc["kind"]].cls(**doc["params"])
     except (TypeError, ValueError) as exc:
         raise PredictorError(f"{directory}: parameters that a {doc['kind']} predictor does not take ({exc})") from None
     predictor.meta = doc["meta"]

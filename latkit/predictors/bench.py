@@ -11,8 +11,9 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import (DEFAULT_STAT, coverage_pct, cross_conformal, dataset_xy, held_out_scores,
                                       metrics, scored, split, training_subset)
-from latkit.predictors.base import PredictorError
-from latkit.predictors.models import PREDICTORS, list_predictors, make_predictor, timed_fit
+from latkit.predictors.base import KINDS, PredictorError, list_predictors, make_predictor
+from latkit.predictors.recommend import AUTO, resolve
+from latkit.predictors.models import timed_fit
 from latkit.predictors.transfer import MIN_ROWS
 
 SIZES = (250, 500, 1000, 2000, None)  # None: every training row
@@ -40,9 +41,9 @@ def run(datasets: Iterable[str | Path], kinds: Iterable[str] | None = None, size
         raise PredictorError(f"fit seeds must be distinct integers >= 0, got {seeds}")
     if any(size is not None and size < 2 for size in sizes):
         raise PredictorError(f"training sizes must be >= 2 (or all), got {sizes}")
-    unknown = sorted(set(kinds or []) - set(PREDICTORS))
+    unknown = sorted(set(kinds or []) - set(list_predictors()))
     if unknown:
-        raise PredictorError(f"unknown predictor(s) {', '.join(unknown)} (known: {', '.join(PREDICTORS)})")
+        raise PredictorError(f"unknown predictor(s) {', '.join(unknown)} (known: {', '.join(list_predictors())})")
     rows = []
     for path in datasets:
         ds = load(path)
@@ -173,21 +174,22 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
 
 
 TRANSFER_SIZES = (5, 10, 20, 50, 100)
-SCRATCH = "groups"  # the from-scratch baseline of a transfer fit: the predictor that needs the fewest rows
 ALL_OTHERS = "all others"  # the prior label of a fit given every other dataset's predictor
 
 
 def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER_SIZES, draws: int = 20,
                  stat: str = DEFAULT_STAT, log: Callable[[str], None] = print,
-                 prior_kind: str = "mlp") -> list[dict[str, Any]]:
+                 prior_kind: str = AUTO) -> list[dict[str, Any]]:
     """For every (prior, target) pair of datasets and every N: transfer fits from the prior dataset's full-data
-    ``prior_kind`` predictor (the MLP unless told; fitted here on its training split) to N target rows, over
-    ``draws`` random draws and once with the diverse design, against a from-scratch fit of the 28 op-group costs
-    (``groups``, the model that needs fewest rows) on the same rows and the target's own full-data ``prior_kind``
-    predictor; scored on the target's fixed held-out split (undisturbed rows), with the 90% interval's coverage."""
+    ``prior_kind`` predictor (``auto``: the kind recommended for its backend and device; fitted here on its training
+    split) to N target rows, over ``draws`` random draws and once with the diverse design, against a from-scratch
+    fit of the kind that needs the fewest rows (``scratch_kind``) on the same rows and the target's own full-data
+    predictor of its kind; scored on the target's fixed held-out split (undisturbed rows), with the 90% interval's
+    coverage."""
     datasets, sizes = list(datasets), list(sizes)
-    if prior_kind not in PREDICTORS:
-        raise PredictorError(f"unknown prior predictor {prior_kind!r} (known: {', '.join(PREDICTORS)})")
+    if prior_kind != AUTO and prior_kind not in list_predictors():
+        raise PredictorError(f"unknown prior predictor {prior_kind!r} (known: {AUTO}, {', '.join(list_predictors())})")
+    scratch_kind = min(list_predictors(), key=lambda k: KINDS[k].min_rows)
     if len(datasets) < 2:
         raise PredictorError("a transfer benchmark needs at least two datasets (--dataset, repeatable)")
     if min(sizes) < MIN_ROWS:
@@ -209,9 +211,10 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
 
     full = {}
     for name, (x, y, train, test, _) in data.items():
-        predictor = make_predictor(prior_kind)
+        kind = resolve(prior_kind, *where[name][:2])
+        predictor = make_predictor(kind)
         predictor.fit(x[train], y[train], 0)
-        predictor.meta["interval"] = cross_conformal(prior_kind, {}, x[train], y[train])
+        predictor.meta["interval"] = cross_conformal(kind, {}, x[train], y[train])
         full[name] = predictor
     rows = []
     pairs = [((p,), t) for p in data for t in data if p != t]
@@ -234,9 +237,11 @@ def transfer_run(datasets: Iterable[str | Path], sizes: Iterable[int] = TRANSFER
             for how, pick in picks:
                 transfer = TransferPredictor([full[p] for p in priors])
                 transfer.fit(x[pick], y[pick])
-                scratch = make_predictor(SCRATCH)
+                scratch = make_predictor(scratch_kind)
                 scratch.fit(x[pick], y[pick])
-                rows.append({"prior": prior, "target": target, "n": n, "draw": how, "prior_kind": prior_kind,
+                rows.append({"prior": prior, "target": target, "n": n, "draw": how,
+                             "prior_kind": "+".join(dict.fromkeys(full[p].kind for p in priors)),
+                             "target_kind": full[target].kind, "scratch_kind": scratch_kind,
                              "same_shape_cpu": len(priors) == 1 and where[priors[0]][1:] == where[target][1:]
                              and where[target][1] == "cpu",
                              "backends": sorted({where[p][0] for p in priors} | {where[target][0]}),
@@ -255,8 +260,8 @@ def transfer_markdown(rows: list[dict[str, Any]]) -> str:
     """Mean (and standard deviation over draws) per pair and N; the diverse design's row beside the random draws;
     then the few-shot targets (``transfer_targets``), met or missed."""
     head = ("| prior -> target | N | transfer MAPE % | transfer Spearman | transfer Kendall | within 10% | "
-            f"scratch ({SCRATCH}) MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | "
-            f"full-data {', '.join(dict.fromkeys(r.get('prior_kind', 'mlp') for r in rows))} MAPE % (coverage) | "
+            f"scratch ({', '.join(dict.fromkeys(r['scratch_kind'] for r in rows))}) MAPE % | scratch Spearman | diverse: MAPE % / Spearman | 90% interval coverage | "
+            f"full-data ({', '.join(dict.fromkeys(r['target_kind'] for r in rows))}) MAPE % (coverage) | "
             "target noise % |\n"
             + "|---" * 12 + "|\n")
     lines = []
@@ -339,9 +344,9 @@ def transfer_plot(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]
                         label=f"transfer from {_short(prior)}")
         v = [[r["scratch"]["mape_pct"] for r in mine if r["n"] == n] for n in sizes]
         ax.errorbar(sizes, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="s", capsize=3, ls="--",
-                    label=f"from scratch ({SCRATCH})")
+                    label=f"from scratch ({mine[0]['scratch_kind']})")
         ax.axhline(mine[0]["full"]["mape_pct"], color="grey", ls=":",
-                   label=f"full data ({mine[0].get('prior_kind', 'mlp')})")
+                   label=f"full data ({mine[0]['target_kind']})")
         if "target_noise_pct" in mine[0]:
             ax.axhline(mine[0]["target_noise_pct"], color="black", ls="--", lw=0.8,
                        label="single-measurement noise")

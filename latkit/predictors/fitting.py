@@ -11,8 +11,9 @@ import numpy as np
 from scipy import stats as sstats
 
 from latkit.datasets.store import STAT_COLUMNS, Dataset, load
-from latkit.predictors.base import Predictor, PredictorError, conformal_rel, load_dir
-from latkit.predictors.models import make_predictor, timed_fit
+from latkit.predictors.base import KINDS, Predictor, PredictorError, conformal_rel, load_dir, make_predictor
+from latkit.predictors.models import timed_fit
+from latkit.predictors.recommend import AUTO, embedded_name, resolve
 from latkit.predictors.transfer import MIN_ROWS, TransferPredictor
 from latkit.space import encode_many, parse
 
@@ -23,8 +24,6 @@ LATENCY_STATS = tuple(c for c in STAT_COLUMNS if c != "std_ms")  # what a predic
 HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
 INTERVAL_LEVEL = 0.9  # the prediction interval every fitted predictor carries
 INTERVAL_FOLDS = 5
-# from-scratch predictors below this many rows are mostly noise: latkit says so and suggests a transfer fit
-FEW_ROWS = {"mlp": 200, "xgboost": 200, "additive": 60, "groups": 60, "cse": 80}
 
 
 def undisturbed(ds: Dataset) -> np.ndarray:
@@ -95,11 +94,13 @@ def held_out_scores(y: np.ndarray, predicted: np.ndarray, clean: np.ndarray) -> 
 
 def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_size: int | None = None,
                 seed: int = 0, normalised: bool = True, **params: Any) -> tuple[Predictor, dict[str, Any]]:
-    """Fit ``kind`` on the training part of a dataset (normalised latencies where it is a duet, unless
-    ``normalised`` is False); returns the predictor and its held-out metrics."""
+    """Fit ``kind`` (``auto``: the one recommended for the dataset's backend and device) on the training part of a
+    dataset (normalised latencies where it is a duet, unless ``normalised`` is False); returns the predictor and
+    its held-out metrics."""
     if train_size is not None and train_size < 2:
         raise PredictorError(f"the training size must be >= 2 architectures, got {train_size}")
     ds = load(path)
+    kind = resolve(kind, ds.header["backend"], ds.header["device"])
     x, y, index, clean = dataset_xy(ds, stat, normalised)
     train, test = split(index, clean)
     if not train.any() or not test.any():
@@ -111,9 +112,10 @@ def fit_dataset(path: str | Path, kind: str, stat: str = DEFAULT_STAT, train_siz
     predictor.meta = _meta(ds, path, stat, normalised, i_tr[pick], y_tr[pick], None, fit_s, report)
     predictor.meta["interval"] = cross_conformal(kind, params, x_tr[pick], y_tr[pick], seed)
     predictor.meta["held_out"] = held_out = scored(predictor, x[test], y[test], clean[test])
-    if len(pick) < FEW_ROWS[kind]:
+    few = KINDS[kind].min_rows  # from-scratch predictors below this many rows are mostly noise
+    if len(pick) < few:
         predictor.meta["warnings"] = [f"{len(pick)} architectures are few for a from-scratch {kind} (its errors are "
-                                      f"mostly noise below {FEW_ROWS[kind]}); a transfer fit from an existing "
+                                      f"mostly noise below {few}); a transfer fit from an existing "
                                       "predictor needs far fewer: --prior BACKEND"]
     return predictor, held_out
 
@@ -176,9 +178,10 @@ def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.
 
 
 def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, train_size: int | None = None,
-                 seed: int = 0, prior_kind: str = "mlp",
+                 seed: int = 0, prior_kind: str = AUTO,
                  normalised: bool = True) -> tuple[Predictor, dict[str, Any] | None]:
-    """A few-shot predictor for the dataset's target from existing predictors (backend names or directories).
+    """A few-shot predictor for the dataset's target from existing predictors (backend names or directories; of a
+    backend, its embedded ``prior_kind``: by default, ``auto``, the one recommended for it).
 
     Without ``train_size`` every undisturbed row of the (small) dataset is used and the scores are leave-one-out
     (no rows are held out); with it, ``train_size`` rows of the training split are used and the fixed held-out split
@@ -214,22 +217,23 @@ def fit_transfer(path: str | Path, priors: list[str], stat: str = DEFAULT_STAT, 
 
 
 
-def default_name(backend: str, device: str, kind: str) -> str:
-    return f"{backend}_{device}_b1_r32_c36_l20_{kind}"
-
-
-def load_predictor(spec: str, device: str = "cpu", kind: str = "mlp") -> Predictor:
-    """A saved predictor directory, or the embedded default for a backend name on ``device`` (``onnxruntime``), or
-    on the device the name gives (``onnxruntime/cpu``: a CPU prior for a GPU dataset's transfer fit)."""
+def load_predictor(spec: str, device: str = "cpu", kind: str = AUTO, *, differentiable: bool = False) -> Predictor:
+    """A saved predictor directory, or the embedded one for a backend name on ``device`` (``onnxruntime``), or on
+    the device the name gives (``onnxruntime/cpu``: a CPU prior for a GPU dataset's transfer fit). ``kind``: which
+    embedded kind; ``auto`` (the default) is the recommended one (``latkit recommend``), with ``differentiable``
+    the best differentiable one (what a search needs)."""
     if Path(spec).is_dir():
         return load_dir(spec)
     from latkit.backends.registry import list_backends
+    from latkit.network import NetConfig
 
     name, _, on = spec.partition("/")
     if name not in list_backends():
         raise PredictorError(f"{spec!r} is neither a predictor directory nor a backend ({', '.join(list_backends())})")
     device = on or device
-    embedded = resources.files("latkit") / "predictors" / "pretrained" / default_name(name, device, kind)
+    kind = resolve(kind, name, device, differentiable=differentiable)
+    embedded = resources.files("latkit") / "predictors" / "pretrained" / embedded_name(name, device,
+                                                                                        NetConfig().to_dict(), kind)
     if not embedded.is_dir():
         raise PredictorError(f"no embedded {kind} predictor for {name} on {device}; measure a dataset and "
                              f"'latkit fit' one, then pass --predictor DIR")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from latkit.predictors.base import Predictor, PredictorError
+from latkit.predictors.base import Predictor, PredictorError, register
 from latkit.space import ENCODING_SIZE, merged_ops, op_groups
 
 
@@ -61,6 +61,7 @@ class _MLP(nn.Module):
         return self.linear(x).squeeze(-1) + self.deep(x).squeeze(-1) * self.residual_scale + self.residual_shift
 
 
+@register("mlp", min_rows=200, weights="weights.safetensors")
 class MLPPredictor(Predictor):
     """The paper's LPM: a multi-layer regressor over the encoding, differentiable in its input.
 
@@ -69,7 +70,6 @@ class MLPPredictor(Predictor):
     ``benchmarks/predictors.py --tune`` on a validation split carved from the training data (benchmarks/RESULTS.md).
     """
 
-    kind = "mlp"
     differentiable = True
     DEFAULTS: dict[str, Any] = {"width": 128, "depth": 2, "log_target": False, "skip": True, "ridge": 1e-3,
                                 "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 600,
@@ -141,21 +141,21 @@ class MLPPredictor(Predictor):
             return self.torch_ms(torch.from_numpy(self._check_input(x))).numpy().astype(np.float64)
 
     def _save_weights(self, directory: Path) -> None:
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / "weights.safetensors"))
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(self.weights_path(directory)))
 
     def _load_weights(self, directory: Path) -> None:
         self.net = self._make_net()
-        self.net.load_state_dict(load_file(str(directory / "weights.safetensors")))
+        self.net.load_state_dict(load_file(str(self.weights_path(directory))))
         self.net.eval()
 
 
+@register("additive", min_rows=250, weights="weights.safetensors")  # 225 coefficients: more rows than those
 class AdditivePredictor(Predictor):
     """One cost per (cell, edge, op) plus a constant, fitted to whole-network latencies by ridge least squares.
 
     The lookup-table model of FBNet/ProxylessNAS, learned from data; linear, hence differentiable.
     """
 
-    kind = "additive"
     differentiable = True
     DEFAULTS: dict[str, Any] = {"ridge": 1e-3}
 
@@ -196,10 +196,10 @@ class AdditivePredictor(Predictor):
         tensors = {"w": torch.from_numpy(self.w.astype(np.float64)), "b": torch.tensor([self.b], dtype=torch.float64)}
         if self.v.size:
             tensors["v"] = torch.from_numpy(self.v.astype(np.float64))
-        save_file(tensors, str(directory / "weights.safetensors"))
+        save_file(tensors, str(self.weights_path(directory)))
 
     def _load_weights(self, directory: Path) -> None:
-        t = load_file(str(directory / "weights.safetensors"))
+        t = load_file(str(self.weights_path(directory)))
         v = t["v"].numpy() if "v" in t else np.zeros(0)
         if v.shape != self.v.shape or tuple(t["w"].shape) != (ENCODING_SIZE,):
             raise PredictorError(f"{directory}: {t['w'].numel()} per-edge costs and {v.size} extra ones, where a "
@@ -208,6 +208,7 @@ class AdditivePredictor(Predictor):
         self.w, self.v, self.b = t["w"].numpy(), v, float(t["b"][0])
 
 
+@register("groups", min_rows=60, weights="weights.safetensors")
 class OpGroupPredictor(AdditivePredictor):
     """One cost per op group: per cell type and op, whether the op reads a cell input or an intermediate node (28
     costs, ``space.op_groups``), plus a constant, by ridge least squares; saved, like the table, as per-edge costs.
@@ -216,12 +217,11 @@ class OpGroupPredictor(AdditivePredictor):
     sits in the cell matters little for latency, which kind of op it is and what it reads matters most
     (benchmarks/RESULTS.md, "Is latency additive in the ops?"). Linear, hence differentiable."""
 
-    kind = "groups"
-
     def _basis(self) -> np.ndarray:
         return op_groups()
 
 
+@register("cse", min_rows=80, weights="weights.safetensors")
 class MergedOpsPredictor(OpGroupPredictor):
     """The op groups plus one cost per kind of op that a graph runtime merges (``space.merged_ops``: per cell type,
     source and key, the ReLUs and pools that common-subexpression elimination computes once for ops reading the
@@ -229,16 +229,14 @@ class MergedOpsPredictor(OpGroupPredictor):
     a per-op table cannot see it; eager torch runs every op (benchmarks/RESULTS.md, "Is latency additive in the
     ops?"). Differentiable: on the search's relaxed encodings the merged terms are their expectation."""
 
-    kind = "cse"
-
     def _extra(self, x: Any) -> Any:
         return merged_ops(x)
 
 
+@register("xgboost", min_rows=200, weights="model.ubj")
 class XGBoostPredictor(Predictor):
     """Gradient-boosted trees on the same encoding (log latency target); not differentiable."""
 
-    kind = "xgboost"
     DEFAULTS: dict[str, Any] = {"n_estimators": 2000, "max_depth": 6, "learning_rate": 0.05, "subsample": 0.8,
                                 "colsample_bytree": 0.8, "early_stopping_rounds": 50, "val_fraction": 0.1}
 
@@ -266,28 +264,13 @@ class XGBoostPredictor(Predictor):
         return np.exp(self.model.predict(self._check_input(x)).astype(np.float64))
 
     def _save_weights(self, directory: Path) -> None:
-        self.model.get_booster().save_model(str(directory / "model.ubj"))
+        self.model.get_booster().save_model(str(self.weights_path(directory)))
 
     def _load_weights(self, directory: Path) -> None:
         import xgboost as xgb
 
         self.model = xgb.XGBRegressor()
-        self.model.load_model(str(directory / "model.ubj"))
-
-
-PREDICTORS: dict[str, type[Predictor]] = {"mlp": MLPPredictor, "xgboost": XGBoostPredictor,
-                                          "additive": AdditivePredictor, "groups": OpGroupPredictor,
-                                          "cse": MergedOpsPredictor}
-
-
-def list_predictors() -> list[str]:
-    return list(PREDICTORS)
-
-
-def make_predictor(kind: str, **params: Any) -> Predictor:
-    if kind not in PREDICTORS:
-        raise PredictorError(f"unknown predictor {kind!r} (known: {', '.join(PREDICTORS)})")
-    return PREDICTORS[kind](**params)
+        self.model.load_model(str(self.weights_path(directory)))
 
 
 def timed_fit(predictor: Predictor, x: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> tuple[dict[str, Any], float]:

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
-from latkit.predictors.base import Predictor, PredictorError, conformal_rel, differentiable_kinds, load_dir
+from latkit.predictors.base import (Predictor, PredictorError, conformal_rel, differentiable_kinds, load_dir,
+                                    register)
 from latkit.space import ENCODING_SIZE, op_groups
 
 ALPHAS = tuple(10.0 ** k for k in range(-3, 3))  # ridge strengths tried for each correction (times n)
@@ -99,10 +100,10 @@ def _nested_residuals(fits: list[dict[str, Any]], y: np.ndarray, fallback: np.nd
     return honest
 
 
+@register("transfer", min_rows=None, weights="weights.safetensors")
 class TransferPredictor(Predictor):
     """Rescaled priors plus a shrunk per-op correction (see the module docstring); differentiable if every prior is."""
 
-    kind = "transfer"
     DEFAULTS: dict[str, Any] = {"level": 0.9}
 
     def __init__(self, priors: list[Predictor] | None = None, **params: Any):
@@ -215,12 +216,12 @@ class TransferPredictor(Predictor):
     def _save_weights(self, directory: Path) -> None:
         save_file({"coef": torch.from_numpy(self.coef), "delta": torch.from_numpy(self.delta),
                    "interval_rel": torch.tensor([self.interval_rel], dtype=torch.float64)},
-                  str(directory / "weights.safetensors"))
+                  str(self.weights_path(directory)))
         for i, prior in enumerate(self.priors):
             prior.save(directory / f"prior_{i}")
 
     def _load_weights(self, directory: Path) -> None:
-        t = load_file(str(directory / "weights.safetensors"))
+        t = load_file(str(self.weights_path(directory)))
         self.coef, self.delta, self.interval_rel = t["coef"].numpy(), t["delta"].numpy(), float(t["interval_rel"][0])
         self.interval_level = float(self.meta.get("interval", {}).get("level", float("nan")))
         self.priors = [load_dir(p) for p in sorted(directory.glob("prior_*"), key=lambda p: int(p.name[6:]))]
