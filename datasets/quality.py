@@ -90,7 +90,9 @@ def reference_windows(ds: Dataset, stat: str = "min_ms") -> dict[str, Any]:
     keep = ok & np.isfinite(ref)
     out = _spread(ref[keep], "windows")
     if keep.any():
+        frozen = ds.header["baseline"] if ds.frozen else {}
         out.update(baseline_ms=ds.baseline_ms(stat), baseline_percentile=BASELINE_PERCENTILE,
+                   baseline_frozen_at=frozen.get("frozen_at"), baseline_windows=frozen.get("windows"),
                    bound_pct=REFERENCE_BOUND_PCT, flagged=int(ds.flagged(t.filter(pa.array(keep)), stat).sum()))
     return out
 
@@ -230,6 +232,13 @@ def describe_run(run: dict[str, Any]) -> str:
             f"{burn_in}")
 
 
+def frozen_note(rw: dict[str, Any]) -> str:
+    """Where a file's baseline was frozen, for a line that prints it."""
+    if not rw.get("baseline_frozen_at"):
+        return ", live: not yet frozen"
+    return f" over {rw['baseline_windows']} windows, frozen {rw['baseline_frozen_at']}"
+
+
 def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
     """A Markdown datasheet computed from the file itself: machine, protocol, size, noise floor, drift."""
     s = summary(ds, stat="min_ms")
@@ -293,8 +302,8 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
     rw = s["reference_windows"]
     if rw.get("windows"):
         lines.append(f"- the reference in each row's window (min_ms, {rw['windows']} windows): baseline "
-                     f"{rw['baseline_ms']:.3f} ms (its {rw['baseline_percentile']:.0f}th percentile: the unit of the "
-                     f"normalised latencies), median {rw['median_ms']:.3f}, CV {rw['cv_pct']:.2f}%, max deviation "
+                     f"{rw['baseline_ms']:.3f} ms (its {rw['baseline_percentile']:.0f}th percentile{frozen_note(rw)}: the "
+                     f"unit of the normalised latencies), median {rw['median_ms']:.3f}, CV {rw['cv_pct']:.2f}%, max deviation "
                      f"{rw['max_dev_pct']:.2f}% from its median; {rw['flagged']} windows more than "
                      f"{rw['bound_pct']:.0f}% slower than the baseline (flagged: a slow host state)")
         nf = s["noise_floor_unflagged"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -318,15 +319,43 @@ class Dataset:
         """Whether every row was timed beside the reference (the duet protocol), so it can be normalised."""
         return protocol_name(self.header) == "duet"
 
+    @property
+    def frozen(self) -> bool:
+        """Whether the file's unit is frozen in its header (``baseline``), as every file is once its first run ends."""
+        return isinstance(self.header.get("baseline"), dict)
+
     def baseline_ms(self, stat: str = "min_ms") -> float:
-        """The reference's latency that normalised latencies are expressed in: the ``BASELINE_PERCENTILE``th
-        percentile of ``ref_<stat>`` over the windows of every ok row. Low, because a slow host state only ever
-        adds time (the fast windows are the host's undisturbed speed); not the single fastest window, which one
-        lucky window would move. NaN for a solo dataset."""
+        """The reference's latency that normalised latencies are expressed in: the one frozen in the header
+        (``baseline_record``: when the run that first wrote the file ended, or at ``rebase``), so appending rows or
+        merging shards never moves the unit; the live value (``live_baseline_ms``) while the first run writes."""
+        if not self.frozen:
+            return self.live_baseline_ms(stat)
+        try:
+            return float(self.header["baseline"]["ms"][stat])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{self.path}: the header's frozen baseline has no {stat}; re-base the file "
+                               "(latkit dataset rebase)") from None
+
+    def live_baseline_ms(self, stat: str = "min_ms") -> float:
+        """The ``BASELINE_PERCENTILE``th percentile of ``ref_<stat>`` over the windows of every ok row present. Low,
+        because a slow host state only ever adds time (the fast windows are the host's undisturbed speed); not the
+        single fastest window, which one lucky window would move. NaN for a solo dataset."""
         values = np.asarray(self.table.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
         ok = np.asarray(self.table.column("status").to_pylist()) == "ok"
         values = values[ok & np.isfinite(values)]
         return float(np.percentile(values, BASELINE_PERCENTILE)) if values.size else float("nan")
+
+    def baseline_record(self) -> dict[str, Any] | None:
+        """The header's ``baseline`` for this file's rows now: the live baseline of every statistic, the windows it
+        is over and when; None for a file with no duet window yet (a solo file, or no ok row)."""
+        if not self.duet:
+            return None
+        ms = {stat: self.live_baseline_ms(stat) for stat in STAT_COLUMNS if stat != "std_ms"}
+        if not np.isfinite(ms["min_ms"]):
+            return None
+        status = np.asarray(self.table.column("status").to_pylist())
+        return {"ms": ms, "percentile": BASELINE_PERCENTILE, "windows": int((status == "ok").sum()),
+                "frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def flagged(self, table: pa.Table, stat: str = "min_ms") -> np.ndarray:
         """Mask of the rows of ``table`` whose window's reference ran more than ``REFERENCE_BOUND_PCT`` slower than
@@ -410,6 +439,7 @@ class Writer:
     lock: FileLock | None = None
     run_id: str | None = None
     run: dict[str, Any] | None = None
+    freeze: bool = True  # freeze the file's unit at close if no run has (not a shard's: its merge does)
     dropped_line: int | None = None  # a torn last journal line cut off when this writer opened the file
     set_aside: int = 0  # unreadable journal lines this writer's compactions moved to FILE.journal.rejected
     _pending: int = field(default=0, init=False)
@@ -459,9 +489,15 @@ class Writer:
         self._started = False
 
     def close(self) -> None:
-        """Compact, then release the lock (also when compaction fails)."""
+        """Compact, freeze the file's unit if no run has yet (``Dataset.baseline_record``), then release the lock
+        (also when either fails)."""
         try:
             self.compact()
+            if self.freeze and self.path.exists():
+                ds = load(self.path)
+                record = None if ds.frozen else ds.baseline_record()
+                if record is not None:
+                    write(self.path, dict(ds.header, baseline=record), ds.table)
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -474,7 +510,7 @@ class Writer:
 
 
 def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, run_id: str | None = None,
-                run: dict[str, Any] | None = None) -> tuple[Writer, Dataset | None]:
+                run: dict[str, Any] | None = None, freeze: bool = True) -> tuple[Writer, Dataset | None]:
     """A writer for ``path`` holding its lock (a second writer gets a DatasetError); if ``path`` exists, check it
     belongs to the same campaign (``force`` relaxes only the environment) and return what it holds."""
     path = Path(path)
@@ -500,7 +536,7 @@ def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, r
     except BaseException:
         lock.release()
         raise
-    return Writer(path, header, lock=lock, run_id=run_id, run=run, dropped_line=dropped), existing
+    return Writer(path, header, lock=lock, run_id=run_id, run=run, freeze=freeze, dropped_line=dropped), existing
 
 
 @dataclass(frozen=True)
@@ -514,6 +550,8 @@ class MergeResult:
     max_conflict_pct: float  # the largest |min_ms - kept min_ms| / kept min_ms among conflicts, in % (0 if none)
     runs: int  # runs with recorded provenance in the output
     unreadable: int  # unreadable journal lines in the inputs (not merged; the inputs keep them)
+    baseline_ms: float | None = None  # the output's frozen baseline (min_ms), None for a solo file
+    rebased: bool = False  # whether it was computed from the merged rows (else an input's was kept)
 
 
 def _merge_rows(table: pa.Table) -> tuple[list[int], dict[str, Any]]:
@@ -545,9 +583,11 @@ def _merge_rows(table: pa.Table) -> tuple[list[int], dict[str, Any]]:
     return keep, counts
 
 
-def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> MergeResult:
+def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False, rebase: bool = False) -> MergeResult:
     """Join shards into ``out`` (locked while written). Headers must agree; ``force`` relaxes only the environment.
-    ``out`` may be one of the inputs, but an existing ``out`` that is not is refused (it would be overwritten)."""
+    ``out`` may be one of the inputs, but an existing ``out`` that is not is refused (it would be overwritten).
+    Inputs whose frozen baselines differ are in different units: refused, unless ``rebase`` (the output's baseline
+    is then the live one of all its rows, as it is when no input has one frozen)."""
     paths, out = [Path(p) for p in paths], Path(out)
     if not paths:
         raise DatasetError("nothing to merge")
@@ -564,16 +604,29 @@ def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> 
             if diff:
                 hint = "" if any(not d.startswith("environment.") for d in diff) else " (--force merges anyway)"
                 raise DatasetError(f"{ds.path} differs from {first.path} in {', '.join(diff)}{hint}")
+        frozen = {ds.path: ds.baseline_ms() for ds, _ in loaded if ds.frozen}
+        if len(set(frozen.values())) > 1 and not rebase:
+            (a, ms_a) = next(iter(frozen.items()))
+            (b, ms_b) = next((p, v) for p, v in frozen.items() if v != ms_a)
+            raise DatasetError(f"{a} and {b} are in different units (frozen baselines {ms_a:.6g} and {ms_b:.6g} ms "
+                               "min_ms): merge with --rebase (one baseline from all the merged rows), or re-base "
+                               "them first (latkit dataset rebase)")
         table = pa.concat_tables([ds.table for ds, _ in loaded])
         keep, counts = _merge_rows(table)
         runs: dict[str, dict[str, Any]] = {}
         for ds, _ in loaded:
             for run_id, run in ds.runs.items():
                 runs.setdefault(run_id, run)
-        header = dict(first.header, merged_from=[p.name for p in paths])
+        header = {k: v for k, v in first.header.items() if k != "baseline"}
+        header["merged_from"] = [p.name for p in paths]
         if runs:
             header["runs"] = runs
-        write(out, header, table.take(keep))
+        merged = Dataset(out, header, table.take(keep))
+        record = (next(ds for ds, _ in loaded if ds.frozen).header["baseline"] if frozen and not rebase
+                  else merged.baseline_record())
+        if record is not None:
+            header["baseline"] = record
+        write(out, header, merged.table)
         for p, (_, journal) in zip(paths, loaded):
             if p.resolve() == out.resolve() and journal_path(out).exists():  # its rows are in the new file now
                 _set_aside(out, journal)
@@ -581,4 +634,27 @@ def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False) -> 
     finally:
         lock.release()
     return MergeResult(rows=len(keep), runs=len(runs), unreadable=sum(ds.unreadable_lines for ds, _ in loaded),
-                       **counts)
+                       baseline_ms=record["ms"]["min_ms"] if record else None,
+                       rebased=bool(record) and (rebase or not frozen), **counts)
+
+
+def rebase(path: str | Path) -> tuple[float, float]:
+    """Re-base a duet file: freeze the live baseline of all its rows in its header (locked; the journal folded in).
+    Returns (old, new) baseline in ms of min_ms: normalised latencies move by new / old; predictors fitted on the
+    file before keep the old unit (their ``baseline_ms``)."""
+    path = Path(path)
+    lock = _lock(path)
+    try:
+        ds, journal = _load(path)
+        record = ds.baseline_record()
+        if record is None:
+            raise DatasetError(f"{path} has no duet window to re-base on (a solo file, or no ok row): its "
+                               "latencies are raw")
+        old = ds.baseline_ms()
+        _set_aside(path, journal)
+        write(path, dict(ds.header, baseline=record), ds.table)
+        if journal_path(path).exists():
+            journal_path(path).unlink()
+    finally:
+        lock.release()
+    return old, record["ms"]["min_ms"]

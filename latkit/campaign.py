@@ -279,7 +279,7 @@ def run(executor: Executor, *, seed: int, count: int, out: str | Path, shard: Sh
     start = time.perf_counter()
     try:
         header = executor.header()
-        writer, existing = open_writer(out, header, force=force)
+        writer, existing = open_writer(out, header, force=force, freeze=shard.n == 1)  # a shard's unit: at merge
         try:
             todo, measured, skipped, retried = plan(existing, count, indices, shard, retry_errors)
             engine = _Engine(executor, writer, header, seed, reference_every, repeat_every, max_consecutive_failures,

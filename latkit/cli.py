@@ -253,7 +253,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
-    from latkit.datasets.quality import describe_run, journal_warnings, summary
+    from latkit.datasets.quality import describe_run, frozen_note, journal_warnings, summary
     from latkit.datasets.store import load
 
     ds = load(args.file)
@@ -294,8 +294,8 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
                           highlight=False)
     rw = s["reference_windows"]
     if rw.get("windows"):
-        console.print(f"reference in each window ({rw['windows']}): baseline {rw['baseline_ms']:.3f} ms (normalised "
-                      f"latencies are in it), CV {rw['cv_pct']:.2f}%, {rw['flagged']} windows more than "
+        console.print(f"reference in each window ({rw['windows']}): baseline {rw['baseline_ms']:.3f} ms"
+                      f"{frozen_note(rw)} (normalised latencies are in it), CV {rw['cv_pct']:.2f}%, {rw['flagged']} windows more than "
                       f"{rw['bound_pct']:.0f}% slower than the baseline", highlight=False)
         nf = s["noise_floor_unflagged"]
         console.print(f"normalised noise floor over pairs whose both windows are unflagged ({nf['pairs']} pairs): "
@@ -315,15 +315,29 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
 def _cmd_dataset_merge(args: argparse.Namespace, console: Console) -> int:
     from latkit.datasets.store import merge
 
-    r = merge(args.files, args.out, force=args.force)
+    r = merge(args.files, args.out, force=args.force, rebase=args.rebase)
     console.print(f"wrote {args.out}: {r.rows} rows from {len(args.files)} files, {r.runs} runs with provenance; "
                   f"{r.duplicates} duplicate rows dropped, {r.superseded} error rows superseded by an ok row, "
                   f"{r.conflicts} conflicting ok rows dropped (the first input's row kept"
                   + (f"; largest min_ms difference {r.max_conflict_pct:.2f}%)" if r.conflicts else ")"),
                   highlight=False, soft_wrap=True)
+    if r.baseline_ms is not None:
+        how = "from all the merged rows" if r.rebased else "the inputs' frozen one"
+        console.print(f"its normalised latencies are in the baseline {r.baseline_ms:.4f} ms (min_ms; {how})",
+                      highlight=False)
     if r.unreadable:
         print(f"latkit: warning: {r.unreadable} unreadable journal line(s) in the inputs were not merged "
               "(dataset validate shows where)", file=sys.stderr)
+    return 0
+
+
+def _cmd_dataset_rebase(args: argparse.Namespace, console: Console) -> int:
+    from latkit.datasets.store import rebase
+
+    old, new = rebase(args.file)
+    console.print(f"{args.file}: baseline {old:.4f} -> {new:.4f} ms (min_ms): its normalised latencies move by "
+                  f"{100 * (new / old - 1):+.2f}%; predictors fitted on it before keep the old unit (refit them)",
+                  highlight=False)
     return 0
 
 
@@ -764,7 +778,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="merge even if the environment fingerprints differ (never another backend, device, backend "
                         "options, network, protocol, seed or sampler)")
+    p.add_argument("--rebase", action="store_true",
+                   help="merge files whose frozen baselines differ (different units): the merged file's baseline "
+                        "from all its rows")
     p.set_defaults(handler=_cmd_dataset_merge)
+    p = dataset_sub.add_parser("rebase", help="freeze a duet file's baseline (its unit) from all its rows now")
+    p.add_argument("file")
+    p.set_defaults(handler=_cmd_dataset_rebase)
     p = dataset_sub.add_parser("validate", help="check a dataset file; a corrupt or foreign file is an error")
     p.add_argument("file")
     p.set_defaults(handler=_cmd_dataset_validate)

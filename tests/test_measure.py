@@ -645,3 +645,59 @@ def test_a_reference_timed_at_zero_is_an_error_row_not_a_crash(monkeypatch: pyte
     backend = FixedBackend()
     row = time_genotype(backend, sample(0, 0), TINY, FAST, reference=Reference(backend, reference_source(TINY)))
     assert row["status"] == "error" and "the reference timed 0 ms" in row["error"] and row["ratio"] is None
+
+
+def test_the_unit_is_frozen_when_the_first_run_ends_and_appending_never_moves_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    out = tmp_path / "duet.parquet"
+    run_campaign(FakeBackend(), TINY, FAST, seed=0, count=6, out=out, repeat_every=0, reference_every=0)
+    first = load(out)
+    ok = first.table.column("status").to_pylist().count("ok")
+    assert first.frozen and first.header["baseline"]["windows"] == ok
+    frozen = first.baseline_ms()
+    assert frozen == first.live_baseline_ms()  # frozen from the rows of the run that first wrote the file
+    class Slower(_Runner):  # a host state that slows the reference too: the live baseline moves up
+        def run(self) -> None:
+            time.sleep(0.0005)
+
+    class SlowerBackend(FakeBackend):
+        def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
+            super()._prepare_impl(source, beside)
+            return Slower()
+
+    run_campaign(SlowerBackend(), TINY, FAST, seed=0, count=40, out=out, repeat_every=0, reference_every=0)
+    later = load(out)
+    assert later.baseline_ms() == frozen != later.live_baseline_ms()  # 40 windows now: the live one moved
+    t = later.samples()
+    ratio = np.asarray(t.column("ratio").to_pylist())
+    np.testing.assert_allclose(later.latency_ms(t), ratio * frozen, rtol=1e-12)
+    assert main(["dataset", "rebase", str(out)]) == 0  # explicitly: the unit of all 40 rows
+    assert load(out).baseline_ms() == later.live_baseline_ms()
+    assert load(out).table.num_rows == later.table.num_rows
+
+
+def test_merging_files_in_different_units_is_refused_in_one_line_unless_rebased(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from latkit.datasets.store import rebase
+
+    a, b, both = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "both.parquet"
+    run_campaign(FakeBackend(), TINY, FAST, seed=0, count=12, out=a, shard=Shard(1, 2), repeat_every=0,
+                 reference_every=0)
+    run_campaign(FakeBackend(), TINY, FAST, seed=0, count=12, out=b, shard=Shard(2, 2), repeat_every=0,
+                 reference_every=0)
+    assert not load(a).frozen and not load(b).frozen  # a shard's unit is set where it is merged
+    assert merge([a, b], both).rebased and load(both).baseline_ms() == load(both).live_baseline_ms()
+    rebase(a)
+    rebase(b)
+    assert load(a).baseline_ms() != load(b).baseline_ms()
+    capsys.readouterr()
+    assert main(["dataset", "merge", str(a), str(b), "--out", str(tmp_path / "c.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "different units" in err and "--rebase" in err and err.count("\n") == 1
+    assert not (tmp_path / "c.parquet").exists()
+    assert main(["dataset", "merge", str(a), str(b), "--out", str(tmp_path / "c.parquet"), "--rebase"]) == 0
+    merged = load(tmp_path / "c.parquet")
+    assert merged.baseline_ms() == merged.live_baseline_ms()
+    rebase(b)  # the same rows give the same baseline: a's and a copy of a merge with a's unit kept
+    assert merge([a], tmp_path / "d.parquet").baseline_ms == load(a).baseline_ms()
