@@ -9,15 +9,16 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from latkit import __version__
-from latkit.errors import LatkitError
+from latkit.errors import LatkitError, LatkitWarning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -389,8 +390,10 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
 def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from latkit.space import encode, parse
 
+    from latkit.predictors.fitting import predictor_for
+
     genotype = parse(args.genotype)
-    predictor = _checked_predictor(args.predictor, args.backend, args.device, args.model, args.force_predictor)
+    predictor = predictor_for(args.predictor, args.backend, args.device, args.model, args.force_predictor)
     x = encode(genotype)[None]
     scale = 1.0
     if args.calibrate:
@@ -401,11 +404,12 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
         print(f"calibrated: {predictor.meta.get('reference')} runs here now in {cal['reference_ms']:.3f} ms, the "
               f"dataset's baseline {cal['baseline_ms']:.3f} ms: scale {scale:.4f}", file=sys.stderr)
     ms = scale * float(predictor.predict_ms(x)[0])
-    if args.no_interval or not predictor.meta.get("interval"):
-        print(f"{ms:.3f} ms")
-        return 0
-    lo, hi = (scale * float(v[0]) for v in predictor.interval_ms(x))
-    print(f"{ms:.3f} ms ({100 * predictor.meta['interval']['level']:.0f}% interval {lo:.3f} - {hi:.3f} ms)")
+    unit = "raw (this machine now, calibrated)" if args.calibrate else predictor.unit
+    interval = ""
+    if not args.no_interval and predictor.meta.get("interval"):
+        lo, hi = (scale * float(v[0]) for v in predictor.interval_ms(x))
+        interval = f"; {100 * predictor.meta['interval']['level']:.0f}% interval {lo:.3f} - {hi:.3f} ms"
+    print(f"{ms:.3f} ms {unit} ({predictor.kind} predictor{interval})")
     return 0
 
 
@@ -449,24 +453,6 @@ def _cmd_recommend(args: argparse.Namespace, console: Console) -> int:
         table = recommend.load_table()
     print(recommend.markdown(table), end="")
     return 0
-
-
-def _checked_predictor(spec: str, backend: str | None, device: str, kind: str, force: bool,
-                       differentiable: bool = False) -> "object":
-    """A saved or embedded predictor (``kind`` auto: the recommended one; ``differentiable``: for a search);
-    refused when fitted for another backend/device than ``backend`` on ``device`` (only a warning with ``force``)."""
-    import warnings
-
-    from latkit.predictors import load_predictor
-
-    predictor = load_predictor(spec, device=device, kind=kind, differentiable=differentiable)
-    if backend:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor.check_target(backend, device, force=force)
-        for w in caught:
-            print(f"latkit: warning: {w.message}", file=sys.stderr)
-    return predictor
 
 
 def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
@@ -516,22 +502,6 @@ def _cmd_bench_model(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """``--target``'s (backend, device) pairs: comma-separated, each ``backend`` (on ``--target-device``) or
-    ``backend/device``."""
-    from latkit.backends.registry import parse_backend_list
-
-    targets = parse_backend_list(args.target, "--target", args.target_device)
-    if len(targets) > 1 and args.predictor:
-        raise LatkitError("--predictor names one predictor; several targets are penalised with their embedded ones")
-    return targets
-
-
-def _search_predictor(args: argparse.Namespace, backend: str, device: str) -> "object":
-    return _checked_predictor(args.predictor or backend, backend, device, args.model, args.force_predictor,
-                              differentiable=True)
-
-
 def _set_threads(args: argparse.Namespace) -> None:
     import torch
 
@@ -548,32 +518,16 @@ def _search_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
-    from latkit.search.pipeline import check_target, finish_search, shared_config
-    from latkit.search.searcher import run_search
+    from latkit.search.pipeline import search
 
     _set_threads(args)
-    targets = _targets(args)
-    predictors = [_search_predictor(args, backend, device) for backend, device in targets]
-    shared_config(targets, predictors)  # one deployment shape, or an error now rather than after the search
-    if not args.no_measure:
-        for backend, device in targets:
-            check_target(backend, device)
-    out = Path(args.out)
-    names = ", ".join(f"{b}/{d}" for b, d in targets)
-    several = f", the {args.combine} of their latencies / DARTS_V2's" if len(targets) > 1 else ""
-    console.print(f"searching on {args.search_device} for {names} with the {predictors[0].kind} predictor"
-                  f"{'s' if len(targets) > 1 else ''}{several}, lambda {args.lam} ({args.form}), {args.epochs} epochs "
-                  f"on {args.data} -> {out}", highlight=False)
     bar, progress = _batch_bar(console, "search")
     with bar:
-        result = run_search(out, predictor=predictors if len(targets) > 1 else predictors[0], lam=args.lam,
-                            form=args.form, target_ms=args.target_ms, combine=args.combine,
-                            log=lambda line: console.print(line, highlight=False), progress=progress,
-                            **_search_kwargs(args))
-    result.update(lam=args.lam, form=args.form, predictor=predictors[0].kind, search_device=args.search_device)
-    if len(targets) > 1:
-        result["combine"] = args.combine
-    result = finish_search(result, targets, predictors, not args.no_measure, out)
+        result = search(args.target, out=args.out, target_device=args.target_device, predictor=args.predictor,
+                        model=args.model, force_predictor=args.force_predictor, lam=args.lam, form=args.form,
+                        target_ms=args.target_ms, combine=args.combine, measure=not args.no_measure,
+                        log=lambda line: console.print(line, highlight=False), progress=progress,
+                        **_search_kwargs(args))
     console.print(result["genotype"], soft_wrap=True, highlight=False)
     cells = result["cells"]
     console.print(f"parameter-free ops: normal cell {cells['normal']['parameter_free']} of 8 "
@@ -581,14 +535,29 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
                   highlight=False)
     for warning in result["warnings"]:
         print(f"latkit: warning: {warning}", file=sys.stderr)
-    predicted = result.get("latencies_ms") or {names: result["latency_ms"]}
+    name = f"{result['target']}/{result['target_device']}"
+    predicted = result.get("latencies_ms") or {name: result["latency_ms"]}
     console.print("predicted " + ", ".join(f"{k} {v:.3f} ms" for k, v in predicted.items())
-                  + f"; {result['params'] / 1e6:.3f} M parameters", highlight=False)
-    for name, m in (result.get("per_target") or ({names: result} if "measured" in result else {})).items():
-        console.print(f"measured on {name}: {m['measured']['min_ms']:.3f} ms (min), DARTS_V2 "
-                      f"{m['reference']['measured']['min_ms']:.3f} ms", highlight=False)
-    console.print(f"-> {out / 'result.json'}", highlight=False)
+                  + f" {result['unit']} (the {', '.join(dict.fromkeys(result['predictors']))} predictor"
+                  f"{'s' if len(predicted) > 1 else ''}); {result['params'] / 1e6:.3f} M parameters",
+                  highlight=False)
+    for target, m in (result.get("per_target") or ({name: result} if "measured" in result else {})).items():
+        console.print(f"measured on {target}: {_measured(m)}", highlight=False)
+    console.print(f"-> {Path(args.out) / 'result.json'}", highlight=False)
     return 0
+
+
+def _measured(m: dict) -> str:
+    """A target's measurement in the predictor's unit beside the raw figures, with DARTS_V2 timed beside it."""
+    mine, darts = m["measured"], m["reference"]["measured"]
+    raw = (f"raw {mine['min_ms']:.3f} ms (min, this machine now; DARTS_V2 {darts['min_ms']:.3f} ms raw in its own "
+           "window)")
+    if mine.get("in_unit_ms") is None:
+        return raw
+    gap = 100 * (mine["in_unit_ms"] / m["predicted_ms"] - 1)
+    how = (f"{mine['ratio']:.3f} x DARTS_V2 timed beside it, times the predictor's baseline"
+           if m["unit"] == "normalised" else "the min")
+    return f"{mine['in_unit_ms']:.3f} ms {m['unit']} ({how}; {gap:+.1f}% against the prediction); {raw}"
 
 
 def _batch_bar(console: Console, label: str) -> "tuple[Progress, BatchProgress]":  # noqa: F821
@@ -652,11 +621,15 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     _set_threads(args)
     lambdas = _numbers(args.lambdas, float, "--lambdas")
     seeds = _numbers(args.seeds, int, "--seeds") if args.seeds is not None else [args.seed]
-    targets = _targets(args)
+    from latkit.backends.registry import parse_backend_list
+    from latkit.predictors.fitting import predictor_for
+
+    targets = parse_backend_list(args.target, "--target", args.target_device)
     if len(targets) > 1:
         raise LatkitError("latkit sweep takes one --target (several targets: latkit search --target A,B)")
     args.target, args.target_device = targets[0]
-    predictor = _search_predictor(args, args.target, args.target_device)
+    predictor = predictor_for(args.predictor or args.target, args.target, args.target_device, args.model,
+                              args.force_predictor, differentiable=True)
     train = dict(epochs=args.train_epochs, layers=args.train_layers, channels=args.train_channels,
                  device=args.search_device)
     backends = parse_backends(args.backends)
@@ -668,7 +641,8 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                            ray_runners(args.ray, threads=args.threads or 1, search_device=args.search_device,
                                        measure_devices=[args.target_device] + [d for _, d in backends or []])))
     doc = run_sweep(args.out, target=args.target, target_device=args.target_device, predictor=predictor,
-                    lambdas=lambdas, form=args.form, search=dict(_search_kwargs(args), target_ms=args.target_ms), train=train,
+                    lambdas=lambdas, form=args.form, search_options=dict(_search_kwargs(args), target_ms=args.target_ms),
+                    train=train,
                     log=lambda line: console.print(line, highlight=False), backends=backends, seeds=seeds,
                     **runners)
     print(sweep_table(doc))
@@ -688,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     from latkit.predictors.base import differentiable_kinds
     from latkit.predictors.recommend import AUTO
     from latkit.search.data import DATASETS
+    from latkit.search import pipeline
     from latkit.search.penalty import COMBINE, FORMS
     from latkit.selection import METHODS
 
@@ -878,7 +853,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "recommended for the target (latkit recommend)")
         p.add_argument("--form", default="additive", choices=FORMS)
         p.add_argument("--target-ms", type=POSITIVE_FLOAT, help="target latency T for --form relative")
-        p.add_argument("--epochs", type=POSITIVE_INT, default=6, help="search epochs (default %(default)s; DARTS: 50)")
+        p.add_argument("--epochs", type=POSITIVE_INT, default=pipeline.DEFAULT_EPOCHS,
+                       help="search epochs (default %(default)s; DARTS: 50)")
         p.add_argument("--order", type=int, default=1, choices=[1, 2])
         p.add_argument("--layers", type=POSITIVE_INT, default=8, help="supernet cells (default %(default)s)")
         p.add_argument("--channels", type=POSITIVE_INT, default=16, help="supernet channels (default %(default)s)")
@@ -886,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-skip", type=COUNT, metavar="K",
                        help="at most K skip connections in the derived normal cell (P-DARTS' rule against the "
                             "skip-connection collapse a latency penalty feeds; P-DARTS uses 2)")
-        p.add_argument("--max-free", type=_number(int, -1), default=2, metavar="K",
+        p.add_argument("--max-free", type=_number(int, -1), default=pipeline.DEFAULT_MAX_FREE, metavar="K",
                        help="at most K parameter-free ops (pools, skips) in the derived normal cell, the strongest "
                             "kept (default %(default)s; -1: no bound): the latency penalty rewards any op without "
                             "weights, so bounding skips alone lets pools take their places")
@@ -905,12 +881,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="latency-aware DARTS for a target backend")
     search_args(p)
-    p.add_argument("--lambda", dest="lam", type=NONNEG_FLOAT, default=0.1, help="latency weight (0: plain DARTS)")
+    p.add_argument("--lambda", dest="lam", type=NONNEG_FLOAT, default=pipeline.DEFAULT_LAMBDA,
+                   help="latency weight (default %(default)s; 0: plain DARTS)")
     p.add_argument("--combine", default="sum", choices=COMBINE,
                    help="several targets: penalise the sum or the worst of their latency / DARTS_V2 ratios "
                         "(default %(default)s)")
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result on the target")
-    p.add_argument("--out", default="runs/search", help="output directory (default %(default)s)")
+    p.add_argument("--out", default=pipeline.DEFAULT_OUT, help="output directory (default %(default)s)")
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("train", help="train a genotype's evaluation network and report test accuracy")
@@ -944,6 +921,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing latkit's own warnings as one line on stderr, others by ``show``."""
+    def shown(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, LatkitWarning):
+            print(f"latkit: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+    return shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -955,7 +942,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         # long paths stay on one line; user text (paths, genotypes) is printed as it is, never read as markup
-        return args.handler(args, Console(soft_wrap=True, markup=False, highlight=False))
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.handler(args, Console(soft_wrap=True, markup=False, highlight=False))
     except LatkitError as exc:
         print(f"latkit: error: {exc}", file=sys.stderr)
         return 2

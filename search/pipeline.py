@@ -26,7 +26,8 @@ def deployment_config(predictor: Any) -> NetConfig:
 
 def measure_ms(backend_name: str, device: str, genotype: Genotype, config: NetConfig) -> dict[str, float]:
     """Latency of a genotype on a backend through latkit's own measurement path: the campaign protocol, beside
-    DARTS_V2 (``ratio``: its min in DARTS_V2's units from the same window, which a slow host state does not move)."""
+    DARTS_V2 (``ratio``: its min in DARTS_V2's units from the same window, which a slow host state does not move).
+    ``min_ms``, ``median_ms`` and ``reference_min_ms`` are raw: this machine's, now."""
     backend = get_backend(backend_name, device)
     backend.check_available()
     reference = Reference(backend, reference_source(config))
@@ -60,6 +61,60 @@ def shared_config(targets: list[tuple[str, str]], predictors: list[Any]) -> NetC
     return configs[0]
 
 
+# What `latkit search` and `latkit.search` do unless told, said once (the CLI's defaults read these).
+DEFAULT_LAMBDA = 0.1
+DEFAULT_EPOCHS = 6
+DEFAULT_MAX_FREE = 2  # parameter-free ops kept in the derived normal cell (the collapse bound)
+DEFAULT_OUT = "runs/search"
+
+
+def search(target: str | list[tuple[str, str]], *, out: str | Path = DEFAULT_OUT, target_device: str = "cpu",
+           predictor: Any = None, model: str = "auto", force_predictor: bool = False, lam: float = DEFAULT_LAMBDA,
+           form: str = "additive", target_ms: float | None = None, combine: str = "sum", measure: bool = True,
+           epochs: int = DEFAULT_EPOCHS, max_free: int | None = DEFAULT_MAX_FREE, log: Log | None = None,
+           progress: Any = None, **options: Any) -> dict[str, Any]:
+    """Latency-aware DARTS end to end, what ``latkit search`` runs: load each target's predictor, search, derive
+    (at most ``max_free`` parameter-free ops in the normal cell), write ``out/result.json``, then measure the
+    genotype and DARTS_V2 on each target (``measure``) and write it again. Returns the result.
+
+    ``target``: ``"onnxruntime"``, ``"onnxruntime,torch/cpu"`` or (backend, device) pairs; ``predictor``: a
+    predictor directory or object for a single target (default: each target's embedded ``model``, ``auto``: the
+    recommended differentiable kind); ``options``: ``run_search``'s (data, layers, channels, seed, threads, ...).
+    Every latency in the result names its unit (``unit``: the predictor's; ``measured.in_unit_ms``)."""
+    from latkit.predictors import Predictor
+    from latkit.predictors.fitting import predictor_for
+    from latkit.search.searcher import run_search
+
+    log = log or (lambda line: None)
+    targets = parse_backend_list(target, "--target", target_device) if isinstance(target, str) else list(target)
+    if len(targets) > 1 and predictor is not None:
+        raise LatkitError("a predictor is given for one target; several targets are penalised with their "
+                          "embedded ones")
+    predictors = [predictor if isinstance(predictor, Predictor)
+                  else predictor_for(predictor or backend, backend, device, model, force_predictor, differentiable=True)
+                  for backend, device in targets]
+    shared_config(targets, predictors)  # one deployment shape, or an error now rather than after the search
+    if measure:
+        for backend, device in targets:
+            check_target(backend, device)
+    names = ", ".join(f"{b}/{d}" for b, d in targets)
+    kinds = ", ".join(dict.fromkeys(p.kind for p in predictors))
+    several = f", the {combine} of their latencies / DARTS_V2's" if len(targets) > 1 else ""
+    log(f"searching on {options.get('device', 'cpu')} for {names} with the {kinds} predictor"
+        f"{'s' if len(targets) > 1 else ''} ({predictors[0].unit} ms){several}, lambda {lam:g} ({form}), {epochs} "
+        f"epochs on {options.get('data', 'digits')}, at most {max_free} parameter-free ops in the normal cell "
+        f"-> {out}")
+    out = Path(out)
+    result = run_search(out, predictor=predictors if len(targets) > 1 else predictors[0], lam=lam, form=form,
+                        target_ms=target_ms, combine=combine, epochs=epochs, max_free=max_free, log=log,
+                        progress=progress, **options)
+    result.update(lam=lam, form=form, predictor=predictors[0].kind, predictors=[p.kind for p in predictors],
+                  unit=predictors[0].unit, search_device=options.get("device", "cpu"))
+    if len(targets) > 1:
+        result["combine"] = combine
+    return finish_search(result, targets, predictors, measure, out)
+
+
 def finish_search(result: dict[str, Any], targets: list[tuple[str, str]], predictors: list[Any], measure: bool,
                   out: Path) -> dict[str, Any]:
     """Add parameters and write result.json; then measure on each target (the found genotype, and DARTS_V2 as
@@ -79,9 +134,13 @@ def finish_search(result: dict[str, Any], targets: list[tuple[str, str]], predic
     if measure:
         per_target = {}
         for (backend, dev), predictor in zip(targets, predictors):
+            mine, darts = (measure_ms(backend, dev, g, config) for g in (genotype, PUBLISHED["DARTS_V2"]))
+            for m in (mine, darts):
+                m["in_unit_ms"] = predictor.in_unit_ms(m["min_ms"], m["ratio"])
             per_target[f"{backend}/{dev}"] = {
-                "measured": measure_ms(backend, dev, genotype, config),
-                "reference": {"name": "DARTS_V2", "measured": measure_ms(backend, dev, PUBLISHED["DARTS_V2"], config),
+                "unit": predictor.unit, "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
+                "measured": mine,
+                "reference": {"name": "DARTS_V2", "measured": darts,
                               "predicted_ms": float(predictor.predict_ms(encode_many([PUBLISHED["DARTS_V2"]]))[0])}}
         result.update(per_target[f"{target}/{device}"])
         if len(targets) > 1:
@@ -135,13 +194,13 @@ Runner = Callable[[list[Job]], list[Any]]  # runs jobs (perhaps side by side), r
 
 
 def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: Any, lambdas: list[float],
-              form: str, search: dict[str, Any], train: dict[str, Any], log: Log,
+              form: str, search_options: dict[str, Any], train: dict[str, Any], log: Log,
               backends: list[tuple[str, str]] | None = None, seeds: list[int] | None = None,
               parallel: Runner | None = None, one_at_a_time: Runner | None = None) -> dict[str, Any]:
     """A search per lambda and seed, each genotype (and DARTS_V2) trained with that seed and measured on
     ``backends`` (default: every backend available here; the target is always among them).
 
-    ``search`` holds ``run_search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
+    ``search_options`` holds ``search``'s keyword arguments (data, epochs, sizes, device, ...), ``train`` those of
     ``train_genotype`` (epochs, layers, channels, batch_size, device). ``seeds`` (default: ``search``'s seed) seed
     the search and the training of its genotype; with several, the document's ``summary`` gives each lambda's mean
     and standard deviation over seeds. Accuracy is that of the network trained here (``train``'s shape); latency is
@@ -151,7 +210,6 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     measurements (never two at once); both default to running here, in order. Returns the sweep document.
     """
     from latkit.search.penalty import check_lambda
-    from latkit.search.searcher import run_search
     from latkit.search.train import train_genotype
 
     check_target(target, target_device)
@@ -159,7 +217,7 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
         check_lambda(lam)
     if not lambdas:
         raise LatkitError("a sweep needs at least one lambda")
-    if form == "relative" and search.get("target_ms") is None:
+    if form == "relative" and search_options.get("target_ms") is None:
         raise LatkitError("a sweep of the relative form needs a target latency (--target-ms): the latency each "
                           "lambda's search aims at")
     if seeds is not None and (not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds)):
@@ -168,23 +226,22 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     one_at_a_time = one_at_a_time or (lambda jobs: [job(log) for job in jobs])
     out = Path(out)
     config = deployment_config(predictor)
-    seeds = list(dict.fromkeys(seeds or [search.get("seed", 0)]))
+    seeds = list(dict.fromkeys(seeds or [search_options.get("seed", 0)]))
     suffix = (lambda seed: f"_seed{seed}") if len(seeds) > 1 else (lambda seed: "")
 
     def search_job(lam: float, seed: int) -> Job:
         def job(job_log: Log) -> dict[str, Any]:
             sub = out / f"lambda_{lam:g}{suffix(seed)}"
             job_log(f"== search, lambda {lam:g}, seed {seed} -> {sub}")
-            result = run_search(sub, predictor=predictor, lam=lam, form=form, log=job_log, **dict(search, seed=seed))
-            result.update(lam=lam, form=form, predictor=predictor.kind)
-            return finish_search(result, [(target, target_device)], [predictor], False, sub)
+            return search([(target, target_device)], out=sub, predictor=predictor, lam=lam, form=form,
+                          measure=False, log=job_log, **dict(search_options, seed=seed))
         return job
 
     def train_job(name: str, seed: int, genotype: Genotype) -> Job:
         def job(job_log: Log) -> dict[str, Any]:
             job_log(f"== train {name} (seed {seed}) for {train['epochs']} epochs")
-            return train_genotype(genotype, data=search["data"], data_dir=search.get("data_dir"),
-                                  resolution=search.get("resolution"), limit=search.get("limit"), seed=seed,
+            return train_genotype(genotype, data=search_options["data"], data_dir=search_options.get("data_dir"),
+                                  resolution=search_options.get("resolution"), limit=search_options.get("limit"), seed=seed,
                                   out=out / f"train_{name.replace('=', '_')}{suffix(seed)}", log=job_log, **train)
         return job
 
@@ -207,14 +264,16 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     for (name, seed, genotype), trained in zip(candidates, trained_all):
         latencies = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"]["min_ms"] for b, d in backends}
         ratios = {f"{b}/{d}": measured[str(genotype), f"{b}/{d}"]["ratio"] for b, d in backends}
+        on_target = measured[str(genotype), f"{target}/{target_device}"]
         rows.append({"name": name, "seed": seed, "genotype": str(genotype), "test_accuracy": trained["test_accuracy"],
-                     "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
-                     "measured_ms": latencies[f"{target}/{target_device}"], "latency_ms": latencies,
-                     "latency_ratio": ratios})
-        log(f"{name} (seed {seed}): accuracy {100 * trained['test_accuracy']:.2f}%, "
-            f"{target} {rows[-1]['measured_ms']:.3f} ms")
-    trained_config = dict(trained_all[-1]["config"], data=search["data"], epochs=train["epochs"])
-    doc = {"target": f"{target}/{target_device}", "form": form, "target_ms": search.get("target_ms"), "seeds": seeds,
+                     "unit": predictor.unit, "predicted_ms": float(predictor.predict_ms(encode_many([genotype]))[0]),
+                     "measured_in_unit_ms": predictor.in_unit_ms(on_target["min_ms"], on_target["ratio"]),
+                     "measured_ms": on_target["min_ms"], "latency_ms": latencies, "latency_ratio": ratios})
+        log(f"{name} (seed {seed}): accuracy {100 * trained['test_accuracy']:.2f}%, {target}: predicted "
+            f"{rows[-1]['predicted_ms']:.3f} ms {predictor.unit}, measured {_ms(rows[-1]['measured_in_unit_ms'])} "
+            f"{predictor.unit} (raw {on_target['min_ms']:.3f} ms)")
+    trained_config = dict(trained_all[-1]["config"], data=search_options["data"], epochs=train["epochs"])
+    doc = {"target": f"{target}/{target_device}", "form": form, "target_ms": search_options.get("target_ms"), "seeds": seeds,
            "trained_config": trained_config,
            "deployment_config": config.to_dict(), "rows": rows, "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
@@ -286,18 +345,23 @@ def sweep_table(doc: dict[str, Any]) -> str:
     cols = list(doc["rows"][0]["latency_ms"]) if doc["rows"] else []
     ratios = _ratio_columns(doc["rows"])
     several = len(doc.get("seeds", [])) > 1
+    unit = doc["rows"][0].get("unit", "normalised") if doc["rows"] else "normalised"
     text = (f"Accuracy: the network trained here ({_shape(t)}; {t['data']}, {t['epochs']} epochs). "
             f"Latency: the deployment network ({_shape(doc['deployment_config'])}), min ms of latkit's "
             f"measurement protocol" + (", and its ratio to DARTS_V2 timed beside it in the same window (x DARTS_V2: "
-                                       "a slow host state cancels)" if ratios else "") + ".\n\n"
-            f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms | "
-            + " | ".join(f"{c} ms (deployed net)" for c in cols) + "".join(f" | {c} x DARTS_V2" for c in ratios)
+                                       "a slow host state cancels)" if ratios else "") + f". Predicted and measured "
+            f"on the target in the predictor's unit ({unit}" + (": the ratio times the predictor's baseline"
+                                                                if unit == "normalised" else "") +
+            "); raw: this machine's milliseconds when it measured.\n\n"
+            f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms ({unit}) | "
+            f"measured ms ({unit}) | " + " | ".join(f"{c} ms raw (deployed net)" for c in cols) + "".join(f" | {c} x DARTS_V2" for c in ratios)
             + " | parameter-free ops: normal (skip) / reduce |\n"
-            + "|---" * (4 + several + len(cols) + len(ratios)) + "|\n")
+            + "|---" * (5 + several + len(cols) + len(ratios)) + "|\n")
     for r in doc["rows"]:
         seed = f" {r['seed']} |" if several else ""
         cells = cell_report(parse(r["genotype"]))
         text += (f"| {r['name']} |{seed} {100 * r['test_accuracy']:.2f} | {r['predicted_ms']:.3f} | "
+                 f"{_ms(r.get('measured_in_unit_ms'))} | "
                  + " | ".join(f"{r['latency_ms'][c]:.3f}" for c in cols)
                  + "".join(f" | {r['latency_ratio'][c]:.3f}" for c in ratios)
                  + f" | {cells['normal']['parameter_free']} ({cells['normal']['skip_connect']}) / "
@@ -315,6 +379,10 @@ def sweep_table(doc: dict[str, Any]) -> str:
                            for c in ratios) + " |\n")
     lines = verdict(doc)
     return text + ("\n" + "".join(f"- {line}\n" for line in lines) if lines else "")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def pareto_points(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -159,7 +159,7 @@ def run_search(out: str | Path, *, penalty: Optional[LatencyPenalty] = None, pre
                "elapsed_s": elapsed_before + time.perf_counter() - start}
         history.append(row)
         save_checkpoint(out, settings, model, {"w_opt": w_opt, "a_opt": architect.optimizer}, history)
-        log(format_row(row, epochs))
+        log(format_row(row, epochs, getattr(predictor, "unit", "")))
 
     genotype = model.genotype(max_skip, max_free)
     warning = collapse_warning(genotype)
@@ -224,11 +224,11 @@ def weight_step(model: torch.nn.Module, params: Any, opt: torch.optim.Optimizer,
     return float(loss.detach()) * len(y), int((logits.argmax(1) == y).sum())
 
 
-def format_row(row: dict[str, Any], epochs: int) -> str:
-    """The one log line of an epoch."""
-    lat = "n/a" if row["latency_ms"] is None else f"{row['latency_ms']:.3f} ms"
+def format_row(row: dict[str, Any], epochs: int, unit: str = "") -> str:
+    """The one log line of an epoch (``unit``: the predictor's, normalised or raw)."""
+    lat = "n/a" if row["latency_ms"] is None else f"{row['latency_ms']:.3f} ms {unit}".rstrip()
     return (f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%"
-            f"  val_acc {100 * row['val_acc']:.2f}%  latency {lat}  elapsed {row['elapsed_s']:.1f} s")
+            f"  val_acc {100 * row['val_acc']:.2f}%  predicted latency {lat}  elapsed {row['elapsed_s']:.1f} s")
 
 
 @torch.no_grad()

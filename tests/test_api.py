@@ -62,7 +62,7 @@ def test_calibrate_scales_a_normalised_predictor_to_this_machine(tmp_path: Path,
     directory = predictor.save(tmp_path / "p")
     assert main(["predict", "--predictor", str(directory), "DARTS_V2", "--calibrate", "--no-interval"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.startswith("calibrated: DARTS_V2 runs here now in ") and captured.out.endswith(" ms\n")
+    assert captured.err.startswith("calibrated: DARTS_V2 runs here now in ") and captured.out.endswith(" ms raw (this machine now, calibrated) (additive predictor)\n")
     raw, _ = fit_dataset(out, "additive", normalised=False)
     assert not raw.meta["normalised"] and raw.meta["baseline_ms"] is None
     with pytest.raises(LatkitError, match="learned raw latencies"):

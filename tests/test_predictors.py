@@ -125,9 +125,10 @@ def test_cli_fit_predict_bench(dataset: Path, tmp_path: Path, capsys: pytest.Cap
     expected = float(saved.predict_ms(x)[0])
     lo, hi = (float(v[0]) for v in saved.interval_ms(x))
     assert lo < expected < hi
-    assert capsys.readouterr().out.strip() == f"{expected:.3f} ms (90% interval {lo:.3f} - {hi:.3f} ms)"
+    assert capsys.readouterr().out.strip() == (f"{expected:.3f} ms raw (additive predictor; 90% interval "
+                                               f"{lo:.3f} - {hi:.3f} ms)")
     assert main(["predict", "--predictor", str(out), "DARTS_V2", "--no-interval"]) == 0
-    assert capsys.readouterr().out.strip() == f"{expected:.3f} ms"
+    assert capsys.readouterr().out.strip() == f"{expected:.3f} ms raw (additive predictor)"
     assert main(["predict", "--predictor", str(out), "NOT_A_GENOTYPE"]) == 2
     assert main(["bench", "predictors", "--dataset", str(dataset), "--models", "additive", "--sizes", "100,all",
                  "--seeds", "0,1", "--out", str(tmp_path / "bench")]) == 0
@@ -175,7 +176,7 @@ def test_predictor_without_interval_says_refit(dataset: Path, tmp_path: Path,
         p.interval_ms(encode(PUBLISHED["DARTS_V2"])[None])
     p.save(tmp_path / "old")
     assert main(["predict", "--predictor", str(tmp_path / "old"), "DARTS_V2"]) == 0
-    assert capsys.readouterr().out.strip().endswith(" ms")  # the bare prediction, no interval
+    assert capsys.readouterr().out.strip().endswith(" ms raw (additive predictor)")  # no interval
 
 
 def test_throughput_is_rows_over_the_best_of_three(monkeypatch: pytest.MonkeyPatch) -> None:

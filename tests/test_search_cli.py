@@ -71,7 +71,7 @@ def test_search_for_several_targets_measures_on_each(tmp_path: Path, capsys: pyt
 @pytest.mark.parametrize("command, message", [
     (["search", "--target", "onnxruntime,onnxruntime"], "names a backend twice"),
     (["search", "--target", "onnxruntime,nosuch"], "unknown backend 'nosuch' in --target"),
-    (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "--predictor names one predictor"),
+    (["search", "--target", "onnxruntime,torch", "--predictor", "onnxruntime"], "a predictor is given for one target"),
     (["search", "--target", "onnxruntime,torch", "--form", "relative", "--target-ms", "5"], "several targets"),
     (["sweep", "--target", "onnxruntime,torch"], "latkit sweep takes one --target"),
     (["sweep", "--target", "onnxruntime", "--form", "relative"], "relative form needs a target latency (--target-ms)"),
@@ -220,3 +220,36 @@ def test_the_verdict_pools_the_accuracy_spread_of_both_lambdas() -> None:
     one_run = {"target": "onnxruntime/cpu",
                "summary": [run("lambda=0", 0.9, 0.98, 0.01), run("lambda=4", 0.4, 0.97, 0.0, 1)]}
     assert verdict(one_run)[0].endswith("std pooled over both 1.00)")  # a single run adds no spread, nor halves it
+
+
+def test_the_library_search_is_what_the_cli_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import latkit
+    from latkit.predictors.recommend import recommended_kind
+
+    assert main(["search", "--target", "onnxruntime", *TINY, "--no-measure", "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    cli = json.loads((tmp_path / "cli" / "result.json").read_text())
+    api = latkit.search("onnxruntime", out=tmp_path / "api", measure=False, epochs=1, layers=3, channels=4,
+                        limit=64, resolution=8)
+    assert api == json.loads((tmp_path / "api" / "result.json").read_text())
+    assert api["genotype"] == cli["genotype"] and api["latency_ms"] == cli["latency_ms"]
+    kind = recommended_kind("onnxruntime", "cpu", differentiable=True)  # --model auto, the default
+    assert api["predictor"] == cli["predictor"] == kind and api["unit"] == cli["unit"] == "normalised"
+    assert api["max_free"] == 2 and api["cells"]["normal"]["parameter_free"] <= 2  # the collapse bound, default on
+    assert f"ms normalised (the {kind} predictor)" in printed and f"with the {kind} predictor" in printed
+
+
+def test_a_measurement_is_printed_in_the_predictors_unit_beside_the_raw_figure() -> None:
+    from latkit.cli import _measured
+    from latkit.predictors import make_predictor
+
+    p = make_predictor("groups")
+    p.meta = {"normalised": True, "baseline_ms": 10.0, "stat": "min_ms"}
+    assert p.unit == "normalised" and p.in_unit_ms(30.0, 0.5) == 5.0 and p.in_unit_ms(30.0, None) is None
+    m = {"unit": p.unit, "predicted_ms": 4.0, "measured": {"min_ms": 30.0, "ratio": 0.5, "in_unit_ms": 5.0},
+         "reference": {"measured": {"min_ms": 61.0}}}
+    line = _measured(m)
+    assert line.startswith("5.000 ms normalised (0.500 x DARTS_V2 timed beside it, times the predictor's baseline; "
+                           "+25.0% against the prediction); raw 30.000 ms (min, this machine now")
+    p.meta = {"normalised": False}
+    assert p.unit == "raw" and p.in_unit_ms(30.0, 0.5) == 30.0

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
-from latkit.errors import LatkitError, one_line
+from latkit.errors import LatkitError, LatkitWarning, one_line
 from latkit.space import ENCODING_SIZE, ENCODING_VERSION
 
 META_FILE = "predictor.json"
@@ -125,6 +125,23 @@ class Predictor(ABC):
         (directory / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return directory
 
+    @property
+    def unit(self) -> str:
+        """The unit of its milliseconds: ``normalised`` (fitted on a duet dataset: each latency its ratio to the
+        reference timed beside it, times the dataset's frozen baseline, the host's fast state) or ``raw`` (the
+        milliseconds of the host that measured the dataset, on its day)."""
+        return "normalised" if self.meta.get("normalised") else "raw"
+
+    def in_unit_ms(self, min_ms: float, ratio: float | None) -> float | None:
+        """A measurement (its min and its ratio to the reference timed beside it) in this predictor's unit: the
+        ratio times the baseline if normalised, the raw min if raw; None if it cannot be said (no ratio, or a
+        predictor of another statistic)."""
+        if self.unit == "raw":
+            return min_ms
+        if ratio is None or self.meta.get("stat", "min_ms") != "min_ms" or not self.meta.get("baseline_ms"):
+            return None
+        return ratio * float(self.meta["baseline_ms"])
+
     def check_target(self, backend: str, device: str, force: bool = False) -> None:
         """Refuse a predictor fitted for another backend or device; with ``force``, only warn."""
         mine = (self.meta.get("backend"), self.meta.get("device"))
@@ -133,7 +150,7 @@ class Predictor(ABC):
         message = f"this predictor was fitted on {mine[0]}/{mine[1]} latencies, not {backend}/{device}"
         if not force:
             raise PredictorError(f"{message}: pass the target's own predictor, or --force-predictor to use it anyway")
-        warnings.warn(f"{message}: its numbers describe the other target", stacklevel=2)
+        warnings.warn(f"{message}: its numbers describe the other target", LatkitWarning, stacklevel=2)
 
     @staticmethod
     def _check_input(x: np.ndarray) -> np.ndarray:

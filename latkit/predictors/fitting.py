@@ -238,3 +238,13 @@ def load_predictor(spec: str, device: str = "cpu", kind: str = AUTO, *, differen
         raise PredictorError(f"no embedded {kind} predictor for {name} on {device}; measure a dataset and "
                              f"'latkit fit' one, then pass --predictor DIR")
     return load_dir(Path(str(embedded)))
+
+
+def predictor_for(spec: str, backend: str | None, device: str, kind: str = AUTO, force: bool = False,
+                  differentiable: bool = False) -> Predictor:
+    """``load_predictor(spec, ...)``, refused when fitted for another backend/device than ``backend`` on ``device``
+    (with ``force``, a LatkitWarning)."""
+    predictor = load_predictor(spec, device=device, kind=kind, differentiable=differentiable)
+    if backend:
+        predictor.check_target(backend, device, force=force)
+    return predictor
