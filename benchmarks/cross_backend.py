@@ -20,7 +20,7 @@ from latkit.datasets import shipped
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, held_out_scores, split
-from latkit.predictors.models import make_predictor
+from latkit.predictors import make_predictor
 
 
 def latencies(path: Path) -> tuple[str, dict[int, float]]:

@@ -37,7 +37,8 @@ import numpy as np
 from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split, training_subset
-from latkit.predictors.models import make_predictor, ridge
+from latkit.predictors import make_predictor
+from latkit.predictors.models import ridge
 from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index, merged_ops, op_groups
 
 OPS = len(PRIMITIVES)  # index 0 is 'none'

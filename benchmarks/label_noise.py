@@ -28,7 +28,7 @@ from latkit.datasets.store import Dataset, load
 from latkit.errors import LatkitError
 from latkit.predictors import list_predictors
 from latkit.predictors.fitting import dataset_xy, holdout, split
-from latkit.predictors.models import make_predictor
+from latkit.predictors import make_predictor
 
 BOOTSTRAP = 2000
 SAME = ("backend", "device", "config", "seed")

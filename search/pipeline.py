@@ -273,7 +273,8 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
             f"{rows[-1]['predicted_ms']:.3f} ms {predictor.unit}, measured {_ms(rows[-1]['measured_in_unit_ms'])} "
             f"{predictor.unit} (raw {on_target['min_ms']:.3f} ms)")
     trained_config = dict(trained_all[-1]["config"], data=search_options["data"], epochs=train["epochs"])
-    doc = {"target": f"{target}/{target_device}", "form": form, "target_ms": search_options.get("target_ms"), "seeds": seeds,
+    doc = {"target": f"{target}/{target_device}", "predictor": predictor.kind, "unit": predictor.unit, "form": form,
+           "target_ms": search_options.get("target_ms"), "seeds": seeds,
            "trained_config": trained_config,
            "deployment_config": config.to_dict(), "rows": rows, "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +353,8 @@ def sweep_table(doc: dict[str, Any]) -> str:
                                        "a slow host state cancels)" if ratios else "") + f". Predicted and measured "
             f"on the target in the predictor's unit ({unit}" + (": the ratio times the predictor's baseline"
                                                                 if unit == "normalised" else "") +
-            "); raw: this machine's milliseconds when it measured.\n\n"
+            "); raw: this machine's milliseconds when it measured."
+            + (f" Searched with the {doc['predictor']} predictor." if doc.get("predictor") else "") + "\n\n"
             f"| architecture |{' seed |' if several else ''} test acc % (trained net) | predicted ms ({unit}) | "
             f"measured ms ({unit}) | " + " | ".join(f"{c} ms raw (deployed net)" for c in cols) + "".join(f" | {c} x DARTS_V2" for c in ratios)
             + " | parameter-free ops: normal (skip) / reduce |\n"

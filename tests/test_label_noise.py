@@ -11,7 +11,7 @@ import pytest
 from conftest import COSTS
 from latkit.datasets.store import load
 from latkit.predictors.fitting import dataset_xy, split
-from latkit.predictors.models import make_predictor
+from latkit.predictors import make_predictor
 from latkit.space import encode, sample
 from test_datasets import HEADER, _dataset, row
 

@@ -11,7 +11,7 @@ import pytest
 from latkit.datasets.store import load
 from latkit.errors import LatkitError
 from latkit.predictors.fitting import dataset_xy
-from latkit.predictors.models import make_predictor
+from latkit.predictors import make_predictor
 
 spec = importlib.util.spec_from_file_location("torch_residual",
                                               Path(__file__).parents[1] / "benchmarks/torch_residual.py")

@@ -147,7 +147,7 @@ def test_a_prior_names_its_device_for_a_transfer_across_devices() -> None:
     cpu_prior = load_predictor("onnxruntime/cpu", device="cuda")
     assert (cpu_prior.meta["backend"], cpu_prior.meta["device"]) == ("onnxruntime", "cpu")
     assert load_predictor("torch", device="cuda").meta["device"] == "cuda"  # the H200 dataset's predictor
-    with pytest.raises(PredictorError, match="no embedded mlp predictor for onnxruntime on cuda"):
+    with pytest.raises(PredictorError, match="no embedded (cse|mlp|groups) predictor for onnxruntime on cuda"):
         load_predictor("onnxruntime", device="cuda")
 
 
@@ -294,7 +294,7 @@ def test_bench_transfer_from_another_kind_of_prior(dataset: Path, tmp_path: Path
     target = target_dataset(tmp_path / "torch_like.parquet", lambda x: 1.5 * known_latency(x) + 2.0, 400)
     rows = transfer_run([dataset, target], sizes=[5], draws=1, log=lambda _: None, prior_kind="cse")
     assert {r["prior_kind"] for r in rows} == {"cse"} and len(rows) == 2 * 2  # two pairs x (one draw + diverse)
-    assert "full-data cse MAPE %" in transfer_markdown(rows)
+    assert "full-data (cse) MAPE %" in transfer_markdown(rows)
     x, y, index, clean = dataset_xy(load(target))  # the target's own full-data predictor is a cse fit
     train, test = split(index, clean)
     own = make_predictor("cse")

@@ -139,9 +139,10 @@ def resolve(kind: str, backend: str, device: str, *, differentiable: bool = Fals
 
 def markdown(table: dict[str, Any]) -> str:
     """The table as Markdown: one line per dataset, every kind's held-out MAPE, the noise floor, the choices."""
-    kinds = list(dict.fromkeys(k for r in table["rows"] for k in r["scores"]))
+    kinds = [k for k in list_predictors() if any(k in r["scores"] for r in table["rows"])]
     out = ["| dataset | unit | " + " | ".join(f"{k} MAPE %" for k in kinds)
-           + " | noise: single MAPE % (pairs) | recommended | for the search |", "|---" * (len(kinds) + 5) + "|"]
+           + " | noise: one measurement, MAPE % (re-measured pairs; on CPU the undisturbed ones) | recommended | for the search |",
+           "|---" * (len(kinds) + 5) + "|"]
     for r in table["rows"]:
         out.append(f"| {r['dataset']} | {r['unit']} | "
                    + " | ".join(f"{r['scores'][k]['mape_pct']:.2f}" if k in r["scores"] else "-" for k in kinds)
