@@ -905,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="a search per lambda, trained and measured: the accuracy/latency front")
     search_args(p)
-    p.add_argument("--lambdas", default="0,0.05,0.1,0.2,0.5")
+    p.add_argument("--lambdas", default="0,0.5,2", help="latency weights (default %(default)s)")
     p.add_argument("--backends", help="measure on these backends, e.g. torch,onnxruntime,openvino/cpu (default: every "
                                       "backend available here; the target always)")
     p.add_argument("--seeds", help="search and train every lambda with each seed, e.g. 0,1,2: the table and the "
