@@ -1,7 +1,7 @@
 """How fast can a bounded cell be? The fastest genotype a predictor knows with at most K parameter-free ops in the
 normal cell (coordinate descent over every (op, input) slot of both cells, from four starts), measured beside DARTS_V2.
 
-Usage: python benchmarks/bound_floor.py [--target onnxruntime] [--max-free 2,8] [--measure]
+Usage: python -m benchmarks.bound_floor [--target onnxruntime] [--max-free 2,8] [--measure]
 """
 from __future__ import annotations
 

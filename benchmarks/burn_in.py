@@ -1,6 +1,6 @@
 """Does a burn-in remove the low first minutes of a duet campaign's process?
 
-Usage: python benchmarks/burn_in.py --backend openvino --burn-in-s 180 --runs 4 --core 0 --out benchmarks/burn_in
+Usage: python -m benchmarks.burn_in --backend openvino --burn-in-s 180 --runs 4 --core 0 --out benchmarks/burn_in
 
 On the ONNX runtimes a campaign's first minutes measure low beside its reference (benchmarks/RESULTS.md, "Clean
 data": the drift the duet does not cancel). This runs the same short campaign (sample indices 0..COUNT-1 in index
@@ -26,8 +26,7 @@ from latkit.datasets.quality import with_cpu_share
 from latkit.datasets.store import load
 from latkit.errors import LatkitError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from process_age import minutes_since_start  # noqa: E402
+from benchmarks.common import minutes_since_start
 
 BINS_MIN = (0, 1, 2, 3, 4, 6, 8, 10, math.inf)
 EARLY_MIN = 3  # minutes of measuring (after any burn-in) compared against the rest

@@ -1,6 +1,6 @@
 """How close a few duet windows of the reference come to a dataset's baseline (what ``latkit.calibrate`` relies on).
 
-Usage: python benchmarks/calibration_windows.py DATASET [--windows 5] [--stat min_ms]
+Usage: python -m benchmarks.calibration_windows DATASET [--windows 5] [--stat min_ms]
 
 The baseline is the 10th percentile of the reference's statistic over every ok window of a duet dataset. Calibration
 times the reference in a few consecutive windows; this splits the dataset's own windows, in order, into runs of

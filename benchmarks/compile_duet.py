@@ -1,7 +1,7 @@
 """Does torch-compile keep its times in a duet? An architecture and DARTS_V2 compiled side by side, timed alone and
 in a duet, beside the same pair in eager torch as the control.
 
-Usage: python benchmarks/compile_duet.py [--core 1] [--indices 0,1,2,3,4] [--rounds 5] [--full]
+Usage: python -m benchmarks.compile_duet [--core 1] [--indices 0,1,2,3,4] [--rounds 5] [--full]
 
 Tiny network (3 cells, 4 channels, 8x8) so that compiling stays in seconds; ``--full``: the datasets' network (20
 cells, 36 channels, 32x32; about 2 minutes of compiling per network). For each architecture sample(0, i):

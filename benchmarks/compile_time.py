@@ -1,6 +1,6 @@
 """What torch.compile costs per architecture, and what regional compilation and Inductor's caches save.
 
-Usage: python benchmarks/compile_time.py [--count 3] [--seed 0]
+Usage: python -m benchmarks.compile_time [--count 3] [--seed 0]
 
 For each of the first ``count`` sampled architectures (default network, batch 1, one thread), in one process:
 whole-network compilation with Inductor's on-disk caches off (cold), regional compilation (each cell module) with

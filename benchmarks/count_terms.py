@@ -1,6 +1,6 @@
 """Which products of op counts carry the interaction? Greedy forward selection beside the op groups.
 
-Usage: python benchmarks/count_terms.py DATASET [...] --steps 4 [--out FILE.md]
+Usage: python -m benchmarks.count_terms DATASET [...] --steps 4 [--out FILE.md]
 
 The op groups plus every product of a cell's op counts (``interactions.py``'s "op groups + counts") fit eager
 torch far better than the op groups alone. Here, per dataset, the products are added one at a time to the op groups
@@ -11,7 +11,6 @@ undisturbed rows, never used to choose) and the term's cost in ms per unit.
 from __future__ import annotations
 
 import argparse
-import sys
 from itertools import combinations_with_replacement
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from latkit.predictors.fitting import dataset_xy, metrics, split
 from latkit.predictors.models import ridge
 from latkit.space import PRIMITIVES, op_groups
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interactions import count_products  # noqa: E402
+from benchmarks.common import count_products
 
 ALPHA = 1e-5
 FOLDS = 5

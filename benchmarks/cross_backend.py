@@ -1,6 +1,6 @@
 """What the backends say: how latency ranks carry across backends, and whether each backend is additive in its ops.
 
-Usage: python benchmarks/cross_backend.py [--dataset F ...] [--out benchmarks/cross_backend]
+Usage: python -m benchmarks.cross_backend [--dataset F ...] [--out benchmarks/cross_backend]
 
 Over the architectures that every pair of datasets shares (same seed and index, successful, undisturbed in both):
 Spearman and Kendall rank correlation of min_ms, the overlap of the fastest 5%, and the median latency ratio, with

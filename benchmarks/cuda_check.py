@@ -5,7 +5,7 @@ latkit's own loop (CUDA events on the runner's stream, default protocol), torch.
 (which synchronises the device around its blocks), and CUDA events recorded by hand around each call on the
 default stream. The medians should agree to within a few percent; a gap means latkit's loop is wrong.
 
-    python benchmarks/cuda_check.py --count 5 [--batch 1] [--json out.json]
+    python -m benchmarks.cuda_check --count 5 [--batch 1] [--json out.json]
 """
 from __future__ import annotations
 

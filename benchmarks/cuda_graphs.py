@@ -1,6 +1,6 @@
 """Eager torch against CUDA-graph replays, side by side on the same architectures (GPU only).
 
-Usage: python benchmarks/cuda_graphs.py [--count 20] [--json graphs.json]
+Usage: python -m benchmarks.cuda_graphs [--count 20] [--json graphs.json]
 
 For each of the first ``count`` architectures of seed 0 at the default network, batch 1: the eager forward and the
 replay of one captured forward, each timed with latkit's protocol (CUDA events on the runner's stream), alternating

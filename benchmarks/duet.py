@@ -1,6 +1,6 @@
 """The duet protocol against the solo one: noise, shift under a neighbour, rank agreement, throughput.
 
-Usage: python benchmarks/duet.py [--backends onnxruntime,openvino,torch] [--count 30] [--core 1]
+Usage: python -m benchmarks.duet [--backends onnxruntime,openvino,torch] [--count 30] [--core 1]
                                   [--neighbour-core 0] [--variants solo:30,duet:30,duet:20] [--ray-builder]
                                   [--out benchmarks/duet]
 

@@ -1,6 +1,6 @@
 """How much of the host's change between two measurements of one architecture survives the duet's normalisation.
 
-Usage: python benchmarks/duet_leak.py DATASET.parquet [...]
+Usage: python -m benchmarks.duet_leak DATASET.parquet [...]
 For each re-measured pair of a duet file (the first ok sample of an index against its ok repeats, as the noise
 floor pairs them): dr, the log-change of the raw minimum (the host's state moved it), and dn, that of the normalised
 one (what the ratio to DARTS_V2 kept). The least-squares slope of dn on dr through the origin is above 0 even where

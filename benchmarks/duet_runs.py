@@ -1,7 +1,7 @@
 """Does a longer timed loop quiet the duet at batch 8? DARTS_V2 timed beside itself, in windows of 30, 60 and 120
 runs, interleaved.
 
-Usage: python benchmarks/duet_runs.py [--core 0] [--batch 8] [--repeats 30,60,120] [--windows 10] [--fresh] [--json F]
+Usage: python -m benchmarks.duet_runs [--core 0] [--batch 8] [--repeats 30,60,120] [--windows 10] [--fresh] [--json F]
 
 Both networks are the same, so the ratio of their minima in one window would be 1 with a perfect clock: its spread
 over windows is the duet's own noise, what "DARTS_V2 beside itself" measures in a campaign (1.97% at batch 8 against

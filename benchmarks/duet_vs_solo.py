@@ -1,6 +1,6 @@
 """Is the predictors' error beyond the noise the duet's own? Held-out architectures timed alone against the duet.
 
-Usage: python benchmarks/duet_vs_solo.py --duet DUET.parquet --solo SOLO.parquet [--model groups]
+Usage: python -m benchmarks.duet_vs_solo --duet DUET.parquet --solo SOLO.parquet [--model groups]
 SOLO holds some of DUET's held-out architectures (index % 5 == 4) timed alone with the same backend and shape, e.g.
 `latkit measure --backend onnxruntime --solo --count 1000 --shard 5/5 --pin-cpu 0 --out runs/solo_heldout.parquet`.
 A predictor is fitted on DUET's training split. Over the undisturbed held-out architectures in both files: d =

@@ -1,6 +1,6 @@
 """Export time per architecture: latkit's direct ONNX writer against torch.onnx.export, side by side.
 
-Usage: python benchmarks/export_time.py [--count 60] [--reference 5] [--threads 1]
+Usage: python -m benchmarks.export_time [--count 60] [--reference 5] [--threads 1]
 Prints a Markdown table of medians (ms) for network build, graph writing, serialisation and their total.
 """
 from __future__ import annotations

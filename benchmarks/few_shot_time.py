@@ -1,6 +1,6 @@
 """Time from nothing to a predictor for a new backend: measure N architectures, then a transfer fit.
 
-Usage: python benchmarks/few_shot_time.py --backend openvino --prior onnxruntime [--count 20] [--pin-cpu 0]
+Usage: python -m benchmarks.few_shot_time --backend openvino --prior onnxruntime [--count 20] [--pin-cpu 0]
 
 Runs exactly what a user runs (``latkit measure --count N --select random --seed 7`` and ``latkit fit --prior``),
 in-process, and reports the wall time of each step; for backends that compile, the compile time inside the measuring

@@ -1,6 +1,6 @@
 """On a lent GPU machine: may this machine resume a shipped dataset? Prints the file a campaign should write.
 
-Usage: python benchmarks/gpu_resume.py SHIPPED OUT
+Usage: python -m benchmarks.gpu_resume SHIPPED OUT
 
 `latkit measure` resumes a file only when its header (backend, options, network, protocol, seed and the machine's
 environment: GPU, driver, CUDA, torch, ...) is the one this machine would write. If SHIPPED passes that check, it is

@@ -1,6 +1,6 @@
 """Where onnxruntime's error beyond the op groups comes from: the nodes of the graph its optimiser actually runs.
 
-Usage: python benchmarks/graph_counts.py DATASET [--jobs 2] [--out DIR]
+Usage: python -m benchmarks.graph_counts DATASET [--jobs 2] [--out DIR]
 
 For every architecture of an onnxruntime/cpu duet file, the network is exported at the file's shape and handed to
 onnxruntime with latkit's backend settings (``backends.ort.session_options``: every optimisation, one thread); the
@@ -32,8 +32,7 @@ from latkit.onnx_export import to_onnx
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split
 from latkit.space import Genotype, merged_ops, op_groups, sample
 
-sys.path.insert(0, str(Path(__file__).parent))
-from interactions import node_pairs, ridge_cv  # noqa: E402
+from benchmarks.common import node_pairs, ridge_cv
 
 
 COUNT_ALPHAS = tuple(10.0 ** k for k in range(-5, 2))  # a count's ridge on the 524 encoding terms: up to 1,000s of rows

@@ -1,6 +1,6 @@
 """Is the host itself noisy? Time DARTS_V2 on onnxruntime at the supernet size, repeatedly, on one core.
 
-Usage: python benchmarks/host_noise.py [--core 1] [--rounds 12]
+Usage: python -m benchmarks.host_noise [--core 1] [--rounds 12]
 
 Three series of ``rounds`` minima of 30 runs each (after 5 warm-up runs): one ORT session, a new session per round,
 then the first session again. Run it with nothing else of yours on the machine: minima that move by tens of percent

@@ -1,6 +1,6 @@
 """Is latency additive in the ops? The per-op table against models that can see interactions (issue 21).
 
-Usage: python benchmarks/interactions.py DATASET [...] [--sizes 300,1000,2400] [--seeds 0,1,2] [--out DIR]
+Usage: python -m benchmarks.interactions DATASET [...] [--sizes 300,1000,2400] [--seeds 0,1,2] [--out DIR]
 
 On the fixed held-out split of `latkit bench predictors` (normalised latencies of a duet file), for each training
 size and fit seed (the seed draws the training subset and the fit's own randomness):
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from itertools import combinations_with_replacement
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,55 +36,9 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, metrics, split, training_subset
 from latkit.predictors import make_predictor
-from latkit.predictors.models import ridge
-from latkit.space import EDGES_PER_CELL, NODES, PRIMITIVES, edge_index, merged_ops, op_groups
+from latkit.space import merged_ops, op_groups
 
-OPS = len(PRIMITIVES)  # index 0 is 'none'
-PAIRS = list(combinations_with_replacement(range(1, OPS), 2))
-ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2)
-
-
-def count_products(x: np.ndarray) -> np.ndarray:
-    """Per cell, products of op counts for every pair of op types, and across the two cells."""
-    counts = x.reshape(len(x), 2, EDGES_PER_CELL, OPS)[:, :, :, 1:].sum(2)  # (n, cell, op)
-    within = [counts[:, c, i] * counts[:, c, j] for c in range(2)
-              for i, j in combinations_with_replacement(range(OPS - 1), 2)]
-    across = [counts[:, 0, i] * counts[:, 1, j] for i in range(OPS - 1) for j in range(OPS - 1)]
-    return np.stack(within + across, axis=1)
-
-
-def node_pairs(x: np.ndarray) -> np.ndarray:
-    """Per cell and node, a one-hot of the unordered pair of ops on its two kept input edges."""
-    e = x.reshape(len(x), 2, EDGES_PER_CELL, OPS)
-    pair_id = {p: k for k, p in enumerate(PAIRS)}
-    out = np.zeros((len(x), 2, NODES, len(PAIRS)), dtype=np.float32)
-    for c in range(2):
-        for node in range(NODES):
-            edges = e[:, c, edge_index(node, 0): edge_index(node, 0) + node + 2]  # (n, inputs, op)
-            ops = np.where(edges[:, :, 0] == 0, edges.argmax(-1), OPS)  # OPS marks an edge not kept
-            ops = np.sort(ops, axis=1)[:, :2]
-            for row, (a, b) in enumerate(ops):
-                out[row, c, node, pair_id[(int(a), int(b))]] = 1.0
-    return out.reshape(len(x), -1)
-
-
-def mape_pct(y: np.ndarray, predicted: np.ndarray) -> float:
-    return metrics(y, predicted)["mape_pct"]
-
-
-def ridge_cv(f: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS,
-             error: Callable[[np.ndarray, np.ndarray], float] = mape_pct) -> tuple[np.ndarray, float]:
-    """Ridge (w, b) with the penalty (of ``alphas``) whose ``error`` is least on every fourth training row, refitted
-    on all rows."""
-    val = np.zeros(len(f), dtype=bool)
-    val[::4] = True
-
-    def held(alpha: float) -> float:
-        w, b = ridge(f[~val], y[~val], alpha)
-        return error(y[val], f[val] @ w + b)
-
-    return ridge(f, y, min(alphas, key=held))
-
+from benchmarks.common import count_products, node_pairs, ridge_cv
 
 def boosted_residual(f: np.ndarray, groups: np.ndarray, y: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """Ridge on ``f`` (rows ``~test`` train), then XGBoost on its residual over the op-group counts ``groups``."""

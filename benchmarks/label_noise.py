@@ -1,6 +1,6 @@
 """How much of a predictor's held-out error is the labels' noise? Two independent measurements of the same architectures.
 
-Usage: python benchmarks/label_noise.py --fit A.parquet --other B.parquet [--model groups] [--fit-on a|b]
+Usage: python -m benchmarks.label_noise --fit A.parquet --other B.parquet [--model groups] [--fit-on a|b]
 
 A and B are two duet campaigns of one backend, device, shape and campaign seed (a shipped file and its
 re-measurement, or a campaign over the held-out indices only: `latkit measure ... --count 3000 --shard 5/5`). A

@@ -1,7 +1,7 @@
 """Is a GPU dataset launch-bound? Count the ATen ops one forward dispatches (each launches at least one kernel on
 CUDA) for the first N sampled architectures of a dataset, here on the CPU, and rank them against the measured latency.
 
-    python benchmarks/launch_bound.py datasets/torch_cuda_b1_r32_c36_l20.parquet --count 40
+    python -m benchmarks.launch_bound datasets/torch_cuda_b1_r32_c36_l20.parquet --count 40
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Compare the latency-loss forms at matched measured latency, from a re-measurement of several sweeps.
 
-Usage: python benchmarks/loss_forms.py REMEASURE.json [--backend onnxruntime] [--plot PNG]
+Usage: python -m benchmarks.loss_forms REMEASURE.json [--backend onnxruntime] [--plot PNG]
 
 REMEASURE.json is what ``benchmarks/remeasure.py SWEEP.json... --json OUT`` writes: every sweep genotype measured
 again, interleaved with DARTS_V2, with its test accuracy and the sweep's form. Per (form, setting) this gives the mean

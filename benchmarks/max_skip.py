@@ -1,7 +1,7 @@
 """Does a rule against the collapse change what the seeded sweep finds? (P-DARTS' skip bound, issue 22; the bound on
 every parameter-free op and beta-DARTS' regulariser, issue 33)
 
-Usage: python benchmarks/max_skip.py BASE/sweep.json ARM/sweep.json [ARM2/sweep.json ...] [--label NAME ...]
+Usage: python -m benchmarks.max_skip BASE/sweep.json ARM/sweep.json [ARM2/sweep.json ...] [--label NAME ...]
 
 The first file is a sweep without the rule; each other file is an arm (one sweep, or one per seed: give the same
 ``--label`` to each file of one arm; default: every file is one arm, ``with``). For each lambda and seed found in

@@ -1,6 +1,6 @@
 """Repeatability of the measurement protocol: measure the same architectures twice, compare the statistics.
 
-Usage: python benchmarks/noise.py --backend onnxruntime [--count 15] [--threads 1,2] [--repeats 30]
+Usage: python -m benchmarks.noise --backend onnxruntime [--count 15] [--threads 1,2] [--repeats 30]
 For each thread count, two independent passes (fresh build and session each time) over the same sampled
 architectures; prints the MAPE between the passes for every statistic. Lower is more repeatable.
 """

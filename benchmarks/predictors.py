@@ -1,8 +1,8 @@
 """The predictor benchmark (issue 4), and the MLP's hyper-parameter choice.
 
 Usage:
-  python benchmarks/predictors.py --tune DATASET     # MLP grid scored on a validation split of the training rows
-  python benchmarks/predictors.py [DATASET ...] --out benchmarks/predictors   # = latkit bench predictors
+  python -m benchmarks.predictors --tune DATASET     # MLP grid scored on a validation split of the training rows
+  python -m benchmarks.predictors [DATASET ...] --out benchmarks/predictors   # = latkit bench predictors
 The tuning never sees the held-out test rows (sample index % 5 == 4) that the benchmark reports on.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Does a duet campaign's normalised latency drift with the age of the measuring process?
 
-Usage: python benchmarks/process_age.py DATASET [...]
+Usage: python -m benchmarks.process_age DATASET [...]
 
 A duet campaign prepares its reference once, when its process starts, and every architecture afresh beside it. Per
 duet file:
@@ -17,30 +17,23 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from latkit.datasets.quality import repeat_pairs, with_cpu_share
-from latkit.datasets.store import Dataset, load
+from latkit.datasets.store import load
 from latkit.errors import LatkitError
 from latkit.predictors.fitting import dataset_xy, metrics, split
 from latkit.predictors.models import ridge
 from latkit.space import op_groups
 
+from benchmarks.common import minutes_since_start
+
 AGE_BINS_MIN = (0, 2, 4, 6, 10, 15, 25, 40, 60, math.inf)
 EARLY_MIN = 10
 ALPHA = 1e-5  # a guard against singular designs: 37 terms against thousands of rows
-
-
-def minutes_since_start(ds: Dataset, table: pa.Table) -> np.ndarray:
-    """Minutes from each row of ``table`` (rows of ``ds``) to its run's start (NaN where no start is recorded)."""
-    started = {r: datetime.fromisoformat(v["started"]).timestamp() for r, v in ds.runs.items() if "started" in v}
-    return np.array([(datetime.fromisoformat(t).timestamp() - started[r]) / 60 if r in started else math.nan
-                     for t, r in zip(table.column("timestamp").to_pylist(), table.column("run_id").to_pylist())])
 
 
 def cv_pct(values: np.ndarray) -> float:

@@ -6,8 +6,8 @@ Modes (each a fresh dataset of the same architectures, seed 0, indices 0..N-1, a
   ray2     run_campaign_ray, 2 measuring slots (one per core of this 2-core machine)
   ray1b1   run_campaign_ray, 1 measuring slot and 1 builder preparing ahead on the other core
 
-    python benchmarks/ray_scaling.py --backend onnxruntime --count 60 --modes local,ray1,ray2,ray1b1
-    python benchmarks/ray_scaling.py --backend torch-compile --count 4 --modes ray1,ray1b1
+    python -m benchmarks.ray_scaling --backend onnxruntime --count 60 --modes local,ray1,ray2,ray1b1
+    python -m benchmarks.ray_scaling --backend torch-compile --count 4 --modes ray1,ray1b1
 
 Throughput is samples per hour over the campaign's wall time (Ray's start-up included) and in steady state (first
 to last row); Ray's own cost per architecture is the round trip of a row-sized job to an actor and back (measured

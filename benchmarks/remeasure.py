@@ -1,6 +1,6 @@
 """Measure the genotypes of searches and sweeps again, interleaved, on a quiet machine.
 
-Usage: python benchmarks/remeasure.py FILE... [--backends onnxruntime,torch] [--rounds 3] [--plot PNG] [--json OUT]
+Usage: python -m benchmarks.remeasure FILE... [--backends onnxruntime,torch] [--rounds 3] [--plot PNG] [--json OUT]
 
 FILE is a sweep.json (every row's genotype, with its test accuracy) or a search's result.json. Each round measures
 every genotype once on every backend through latkit's own path (build, prepare, the default protocol) in the same

@@ -53,29 +53,29 @@ step predictors_duet $T $L bench predictors --dataset $SN --dataset $ORT --datas
 step predictors_b8 $T $L bench predictors --dataset $B8 --sizes 100,300,all --seeds 0,1,2 --out benchmarks/predictors_b8
 step predictors_torch $T $L bench predictors --dataset $TORCH --dataset $CG --sizes 100,300,1000,2100,all \
   --seeds 0,1,2 --out benchmarks/predictors_torch
-step interactions $T $PY benchmarks/interactions.py $SN $ORT $OV $B8 $TORCH --sizes 100,300,1000,2100 --seeds 0,1,2 \
+step interactions $T $PY -m benchmarks.interactions $SN $ORT $OV $B8 $TORCH --sizes 100,300,1000,2100 --seeds 0,1,2 \
   --out benchmarks/interactions
-step cross_backend $T $PY benchmarks/cross_backend.py --out benchmarks/cross_backend
+step cross_backend $T $PY -m benchmarks.cross_backend --out benchmarks/cross_backend
 step transfer $T $L bench transfer --prior-model mlp --out benchmarks/transfer
 step transfer_cse $T $L bench transfer --prior-model cse --out benchmarks/transfer_cse
-step duet_leak $T $PY benchmarks/duet_leak.py $B8 $ORT $OV $SN
-step process_age $T $PY benchmarks/process_age.py $OV $ORT $B8 $SN $TORCH "$LOG/ov_first_duet.parquet"
+step duet_leak $T $PY -m benchmarks.duet_leak $B8 $ORT $OV $SN
+step process_age $T $PY -m benchmarks.process_age $OV $ORT $B8 $SN $TORCH "$LOG/ov_first_duet.parquet"
 if [ -n "${OLD_TORCH:-}" ]; then
   git show "$OLD_TORCH":$TORCH > "$LOG/torch_replaced.parquet"
 else
   echo "OLD_TORCH not set: torch's label-noise rows are skipped (OLD_TORCH=<commit of the file it replaced>)"
 fi
 for m in groups cse; do
-  step label_noise_ort_$m $T $PY benchmarks/label_noise.py --fit $ORT \
+  step label_noise_ort_$m $T $PY -m benchmarks.label_noise --fit $ORT \
     --other benchmarks/label_noise/onnxruntime_heldout.parquet --model $m
-  step label_noise_ov_$m $T $PY benchmarks/label_noise.py --fit $OV --other "$LOG/ov_first_duet.parquet" --model $m
-  step label_noise_b8_$m $T $PY benchmarks/label_noise.py --fit $B8 --other "$LOG/b8_first_duet.parquet" --model $m
+  step label_noise_ov_$m $T $PY -m benchmarks.label_noise --fit $OV --other "$LOG/ov_first_duet.parquet" --model $m
+  step label_noise_b8_$m $T $PY -m benchmarks.label_noise --fit $B8 --other "$LOG/b8_first_duet.parquet" --model $m
   if [ -n "${OLD_TORCH:-}" ]; then
-    step label_noise_torch_$m $T $PY benchmarks/label_noise.py --fit $TORCH --other "$LOG/torch_replaced.parquet" \
+    step label_noise_torch_$m $T $PY -m benchmarks.label_noise --fit $TORCH --other "$LOG/torch_replaced.parquet" \
       --model $m
   fi
 done
-step graph_counts $T $PY benchmarks/graph_counts.py $ORT --out benchmarks/graph_counts
-step graph_counts_b8 $T $PY benchmarks/graph_counts.py $B8 --jobs 1 --out benchmarks/graph_counts/batch8
-step graph_counts_sn $T $PY benchmarks/graph_counts.py $SN --jobs 1 --out benchmarks/graph_counts/supernet_size
+step graph_counts $T $PY -m benchmarks.graph_counts $ORT --out benchmarks/graph_counts
+step graph_counts_b8 $T $PY -m benchmarks.graph_counts $B8 --jobs 1 --out benchmarks/graph_counts/batch8
+step graph_counts_sn $T $PY -m benchmarks.graph_counts $SN --jobs 1 --out benchmarks/graph_counts/supernet_size
 echo "logs in $LOG; now replace the superseded tables in benchmarks/RESULTS.md (and README's figures)"

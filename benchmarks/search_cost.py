@@ -1,6 +1,6 @@
 """Cost of the latency term per search step, measured side by side with the step itself.
 
-Usage: python benchmarks/search_cost.py [--steps 10] [--target onnxruntime]
+Usage: python -m benchmarks.search_cost [--steps 10] [--target onnxruntime]
 Times, on the default supernet (8 cells, 16 channels, batch 64, digits at 16x16), a first-order architecture step's
 objective with lambda = 0 (cross-entropy only) and with the latency penalty, and the penalty alone
 (softmax(alpha) -> encoding -> predictor -> backward).

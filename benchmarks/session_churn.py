@@ -1,7 +1,7 @@
 """Does the drift over a run follow the process's age or the sessions it has made? DARTS_V2 beside itself, with
 throwaway sessions between timings.
 
-Usage: python benchmarks/session_churn.py [--backend openvino] [--core 0] [--minutes 8] [--churn 1] [--sleep 0]
+Usage: python -m benchmarks.session_churn [--backend openvino] [--core 0] [--minutes 8] [--churn 1] [--sleep 0]
        [--json F]
 
 One process, as a campaign: the reference (DARTS_V2) is prepared once at the start. Then, until ``--minutes`` have

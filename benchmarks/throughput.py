@@ -1,6 +1,6 @@
 """Measurement throughput: architectures per hour per backend and where the time goes.
 
-Usage: python benchmarks/throughput.py [DATASET ...] [--split 20]
+Usage: python -m benchmarks.throughput [DATASET ...] [--split 20]
 Reads the campaign's own per-row stage timings (build, prepare, warm-up, timed loop) from each dataset, and the
 campaign's wall-clock rate from its timestamps (each run, from its first row to its last: the pauses between
 resumed runs are excluded).

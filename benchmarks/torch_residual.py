@@ -1,6 +1,6 @@
 """Where does eager torch's error beyond the op costs come from? Measure the architectures it misses most again.
 
-Usage: python benchmarks/torch_residual.py --fit datasets/torch_cpu_b1_r32_c36_l20.parquet --other OLD.parquet
+Usage: python -m benchmarks.torch_residual --fit datasets/torch_cpu_b1_r32_c36_l20.parquet --other OLD.parquet
        [--other ...] --per-side 20 --arms default,malloc --rounds 2 --core 0 --out benchmarks/torch_residual
 
 Each file's residual is log(latency / prediction) in %, out of fold (10 folds by sample index), from latkit's

@@ -1,7 +1,6 @@
 """benchmarks/burn_in.py: a low start that only the arm without a burn-in has shows as the paired difference."""
 from __future__ import annotations
 
-import importlib.util
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -14,9 +13,8 @@ from latkit.errors import LatkitError
 from test_datasets import row
 from test_process_age import DUET, START, TRUE_MS
 
-spec = importlib.util.spec_from_file_location("burn_in", Path(__file__).parents[1] / "benchmarks/burn_in.py")
-burn_in = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(burn_in)
+from benchmarks import burn_in
+
 
 COUNT = 120  # and 24 DARTS_V2 timings, 3 s apart: 7.2 minutes of measuring
 

@@ -1,7 +1,6 @@
 """benchmarks/duet_leak.py: the share of the host's change a duet file's ratio keeps, on hand-made duet files."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,8 @@ from latkit.datasets.quality import noise_floor
 from latkit.datasets.store import load
 from test_datasets import HEADER, _dataset, row
 
-spec = importlib.util.spec_from_file_location("duet_leak", Path(__file__).parents[1] / "benchmarks/duet_leak.py")
-duet_leak = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(duet_leak)
+from benchmarks import duet_leak
+
 
 HOST = [1.2, 0.9, 1.1, 1.3, 0.8, 1.05]  # the host's speed factor in each repeat's window
 

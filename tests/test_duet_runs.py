@@ -1,14 +1,10 @@
 """benchmarks/duet_runs.py: the spread per window length, from hand-made windows."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("duet_runs", Path(__file__).parents[1] / "benchmarks/duet_runs.py")
-duet_runs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(duet_runs)
+from benchmarks import duet_runs
 
 
 def test_summary_gives_each_window_length_its_own_spread() -> None:

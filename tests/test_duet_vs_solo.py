@@ -1,7 +1,6 @@
 """benchmarks/duet_vs_solo.py: a contention the encoding cannot see shows as residuals anti-correlated with solo/duet."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,8 @@ from conftest import COSTS
 from latkit.space import encode, sample
 from test_datasets import HEADER, _dataset, row
 
-spec = importlib.util.spec_from_file_location("duet_vs_solo", Path(__file__).parents[1] / "benchmarks/duet_vs_solo.py")
-duet_vs_solo = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(duet_vs_solo)
+from benchmarks import duet_vs_solo
+
 
 N = 1000
 TRUE_MS = 2.0 + np.stack([encode(sample(0, i)) for i in range(N)]) @ COSTS  # additive: a table can hold it

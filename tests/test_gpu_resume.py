@@ -1,7 +1,6 @@
 """benchmarks/gpu_resume.py: resume a shipped file only where `latkit measure` would accept it."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,9 +12,7 @@ from latkit.measure import campaign_header
 from latkit.network import NetConfig
 from test_datasets import _dataset, row
 
-spec = importlib.util.spec_from_file_location("gpu_resume", Path(__file__).parents[1] / "benchmarks/gpu_resume.py")
-gpu_resume = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_resume)
+from benchmarks import gpu_resume
 
 
 def _file(path: Path, header: dict) -> Path:

@@ -1,7 +1,6 @@
 """benchmarks/graph_counts.py: onnxruntime's optimised graph as features (a synthetic file; one tiny real graph)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ from latkit.space import MERGE_KEYS, encode, encode_many, merged_ops, op_groups,
 from test_datasets import _dataset, row
 from test_merged_ops import POOLS
 
-spec = importlib.util.spec_from_file_location("graph_counts", Path(__file__).parents[1] / "benchmarks/graph_counts.py")
-graph_counts = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(graph_counts)
+from benchmarks import graph_counts
+
 
 N = 600
 HIDDEN = np.random.default_rng(4).integers(0, 40, N)  # a node count of the optimised graph no encoding holds

@@ -1,15 +1,10 @@
 """benchmarks/interactions.py: the interaction features against a direct reading of each genotype (no timing)."""
-import importlib.util
 from itertools import combinations_with_replacement
-from pathlib import Path
 
-import numpy as np
 
 from latkit.space import PRIMITIVES, encode_many, sample
 
-spec = importlib.util.spec_from_file_location("interactions", Path(__file__).parents[1] / "benchmarks/interactions.py")
-interactions = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(interactions)
+from benchmarks import interactions
 
 
 def test_node_pairs_name_the_two_ops_feeding_each_node() -> None:

@@ -2,7 +2,6 @@
 each file's label noise."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,8 @@ from latkit.predictors import make_predictor
 from latkit.space import encode, sample
 from test_datasets import HEADER, _dataset, row
 
-spec = importlib.util.spec_from_file_location("label_noise", Path(__file__).parents[1] / "benchmarks/label_noise.py")
-label_noise = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(label_noise)
+from benchmarks import label_noise
+
 
 N = 1500
 TRUE_MS = 2.0 + np.stack([encode(sample(0, i)) for i in range(N)]) @ COSTS

@@ -1,14 +1,11 @@
 """benchmarks/loss_forms.py: grouping over seeds and the additive curve at a matched latency (no timing)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("loss_forms", Path(__file__).parents[1] / "benchmarks/loss_forms.py")
-loss_forms = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(loss_forms)
+from benchmarks import loss_forms
 
 
 def _genotype(form: str, setting: str, seed: int, acc: float, ratio: float) -> dict:

@@ -1,7 +1,6 @@
 """benchmarks/process_age.py: a duet file whose first minutes run fast shows it in all three views."""
 from __future__ import annotations
 
-import importlib.util
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,9 +11,8 @@ from latkit.datasets.store import open_writer
 from latkit.space import encode, op_groups, sample
 from test_datasets import HEADER, row
 
-spec = importlib.util.spec_from_file_location("process_age", Path(__file__).parents[1] / "benchmarks/process_age.py")
-process_age = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(process_age)
+from benchmarks import process_age
+
 
 N = 1200
 START = datetime(2026, 11, 28, 5, 0, tzinfo=timezone.utc)

@@ -1,12 +1,8 @@
 """benchmarks/session_churn.py: the median ratio per bin of minutes or of sessions made, from hand-made steps."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("session_churn", Path(__file__).parents[1] / "benchmarks/session_churn.py")
-session_churn = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(session_churn)
+from benchmarks import session_churn
 
 
 def test_summary_bins_by_minutes_and_by_sessions() -> None:

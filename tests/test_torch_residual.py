@@ -1,7 +1,6 @@
 """benchmarks/torch_residual.py: which architectures it measures again, and their residuals."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -13,10 +12,8 @@ from latkit.errors import LatkitError
 from latkit.predictors.fitting import dataset_xy
 from latkit.predictors import make_predictor
 
-spec = importlib.util.spec_from_file_location("torch_residual",
-                                              Path(__file__).parents[1] / "benchmarks/torch_residual.py")
-torch_residual = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(torch_residual)
+from benchmarks import torch_residual
+
 TORCH = str(Path(__file__).parents[1] / "datasets/torch_cpu_b1_r32_c36_l20.parquet")
 
 
