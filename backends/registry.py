@@ -50,8 +50,13 @@ def get_backend(name: str, device: str | None = None, threads: int = 1,
 def parse_backend_list(text: str, option: str, default_device: str = "cpu") -> list[tuple[str, str]]:
     """``onnxruntime,torch/cpu`` as (backend, device) pairs (``default_device`` where none is given); every name and
     device known, none twice, at least one. ``option`` names the flag in the errors."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise LatkitError(f"{option} names no backend")
+    if not all(items):
+        raise LatkitError(f"{option} has an empty item in {text!r}: name a backend between every two commas")
     pairs = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
+    for item in items:
         name, _, device = item.partition("/")
         device = device or default_device
         if name not in BACKENDS:
@@ -59,8 +64,6 @@ def parse_backend_list(text: str, option: str, default_device: str = "cpu") -> l
         if device not in list_devices():
             raise LatkitError(f"unknown device {device!r} in {option} (known: {', '.join(list_devices())})")
         pairs.append((name, device))
-    if not pairs:
-        raise LatkitError(f"{option} names no backend")
     if len(set(pairs)) != len(pairs):
         raise LatkitError(f"{option} names a backend twice: {text!r}")
     return pairs

@@ -224,11 +224,13 @@ def _check_reference(where: str, row: dict[str, Any], duet: bool) -> None:
 
 
 def describe_run(run: dict[str, Any]) -> str:
-    """One line of a run's provenance: host, start time, the CPUs it could run on, threads, burn-in if any."""
-    cpus = run.get("cpus")
-    burn_in = f", burn-in {run['burn_in_s']:g} s" if run.get("burn_in_s") else ""
+    """One line of a run's provenance: host, start time, the CPUs it could run on, threads, burn-in if any (what
+    is missing or not as latkit writes it shows as '?')."""
+    cpus, protocol, burn_in = run.get("cpus"), run.get("protocol"), run.get("burn_in_s")
+    threads = protocol.get("threads", "?") if isinstance(protocol, dict) else "?"
+    burn_in = f", burn-in {burn_in:g} s" if isinstance(burn_in, (int, float)) and burn_in else ""
     return (f"host {run.get('host', '?')}, started {run.get('started', '?')}, CPUs "
-            f"{','.join(map(str, cpus)) if cpus else 'unknown'}, threads {run.get('protocol', {}).get('threads', '?')}"
+            f"{','.join(map(str, cpus)) if isinstance(cpus, list) and cpus else 'unknown'}, threads {threads}"
             f"{burn_in}")
 
 
@@ -262,8 +264,9 @@ def datasheet(ds: Dataset, command: str, notes: str = "") -> str:
         "",
         "## Configuration",
         "",
-        f"- network: batch {c['batch']}, input {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} "
-        f"cells, {c['channels']} initial channels, {c['classes']} classes; architectures `sample({h['seed']}, i)`",
+        f"- network: batch {c['batch']}, input {c.get('in_channels', '?')}x{c['resolution']}x{c['resolution']}, "
+        f"{c['layers']} cells, {c['channels']} initial channels, {c.get('classes', '?')} classes; architectures "
+        f"`sample({h['seed']}, i)`" if h["seed"] is not None else f"- models of input shape {c['input_shape']}",
         f"- protocol: {protocol_name(h)} ("
         + ("each architecture timed beside the reference, run for run; latencies are normalised: the ratio to the "
            "reference in the same window times the dataset's baseline" if ds.duet else

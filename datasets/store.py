@@ -20,11 +20,13 @@ protocol, seed and the environment fingerprint of the campaign, plus ``runs``: f
 
 Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines: a ``header`` record, one
 ``run`` record per run, then ``row`` records) and folded into the Parquet file by an atomic replace every few rows
-and at the end; a reader sees both, so ``kill -9`` loses at most the architecture in flight. A writer holds
-``FILE.lock`` for its whole run, so a second writer is refused instead of interleaving. A journal line that cannot be
-read is counted (``Dataset.unreadable_lines``), never silently dropped: a partial last line (a write cut short by a
-crash) is cut off when a writer resumes; any other unreadable line is moved by compaction to
-``FILE.journal.rejected``.
+and at the end; a reader sees both, so ``kill -9`` loses at most the architecture in flight. A writer holds an OS
+lock (flock) on ``FILE.lock`` for its whole run, so a second writer is refused instead of interleaving; the lock goes
+with the process however it ends (a lock file left behind by a killed writer means nothing) and the file is removed
+on release. A symlink to a dataset is the dataset: its journal, lock and replacements are those of the real file.
+A journal line that cannot be read is counted (``Dataset.unreadable_lines``), never silently dropped: a partial last
+line (a write cut short by a crash) is cut off when a writer resumes; any other unreadable line is moved by
+compaction to ``FILE.journal.rejected``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: filelock's lock instead (its file stays in place)
+    fcntl = None  # type: ignore[assignment]
 
 from latkit.atomic import atomic_path, fsync_dir
 from latkit.errors import LatkitError
@@ -84,17 +91,45 @@ class DatasetError(LatkitError):
     """A dataset file that is missing, corrupt, foreign, incompatible or being written by another process."""
 
 
+def real_path(path: str | Path) -> Path:
+    """``path``, or the file it links to if it is a symlink: every name of a dataset maps to one journal and one
+    lock, and an atomic replace writes the file, not over the link."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def journal_path(path: Path) -> Path:
-    return path.with_name(path.name + ".journal")
+    real = real_path(path)
+    return real.with_name(real.name + ".journal")
 
 
 def rejected_path(path: Path) -> Path:
     """Where compaction keeps journal lines it could not read."""
-    return path.with_name(path.name + ".journal.rejected")
+    real = real_path(path)
+    return real.with_name(real.name + ".journal.rejected")
 
 
 def lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
+    """The writer lock of ``path``, beside the real file (so a symlink and the real name take the same lock)."""
+    real = real_path(path)
+    return real.with_name(real.name + ".lock")
+
+
+def check_out_path(path: str | Path) -> Path:
+    """``path`` as a dataset to write: a DatasetError before anything is measured if its name cannot be a Parquet
+    file's (not UTF-8) or a parent of it is a file, not a directory."""
+    path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatasetError(f"{ascii(str(path))}: the file name is not valid UTF-8, which a Parquet file needs; "
+                           "choose another name") from None
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DatasetError(f"cannot write {path}: {parent} is a file, not a directory")
+            break
+    return path
 
 
 def upgrade(header: dict[str, Any]) -> dict[str, Any]:
@@ -114,8 +149,13 @@ HEADER_TYPES: dict[str, tuple[type, ...]] = {"format": (str,), "version": (int,)
                                              "sampler_version": (int,), "environment": (dict,)}
 
 
+CONFIG_INTS = ("batch", "resolution", "channels", "layers", "in_channels", "classes", "input_shape")
+
+
 def check_header(header: dict[str, Any], path: Path) -> None:
-    """A DatasetError naming the first key of ``header`` that is missing or of the wrong type."""
+    """A DatasetError naming the first key of ``header`` that is missing or of the wrong type: every reader
+    (``load``, so ``dataset info``, ``validate``, ``fit``, ...) reads a header through this, and relies only on what
+    it checks (``in_channels`` and ``classes``, absent from some files, are read with ``get``)."""
     for key, types in HEADER_TYPES.items():
         if key not in header:
             raise DatasetError(f"{path}: the header has no {key!r}; the file is corrupt or not a latkit dataset")
@@ -127,6 +167,18 @@ def check_header(header: dict[str, Any], path: Path) -> None:
     missing = [k for k in shape if k not in config]
     if missing:
         raise DatasetError(f"{path}: the header's config has no {', '.join(missing)}")
+    for key in [k for k in CONFIG_INTS if k in config]:  # what readers print and build networks from
+        value = config[key]
+        ints = value if key == "input_shape" and isinstance(value, list) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise DatasetError(f"{path}: the header's config {key!r} is {value!r}, not "
+                               f"{'a list of integers' if key == 'input_shape' else 'an integer'}")
+    runs = header.get("runs", {})
+    if not isinstance(runs, dict):
+        raise DatasetError(f"{path}: the header's 'runs' is a {type(runs).__name__}, not a dict")
+    for run_id, run in runs.items():
+        if not isinstance(run, dict):
+            raise DatasetError(f"{path}: the header's run {run_id!r} is a {type(run).__name__}, not a dict")
 
 
 def protocol_name(header: dict[str, Any]) -> str:
@@ -143,17 +195,59 @@ def header_diff(a: dict[str, Any], b: dict[str, Any], with_environment: bool = T
     return keys
 
 
-def _lock(path: Path) -> FileLock:
+class WriterLock:
+    """An OS lock (flock) on ``FILE.lock``: released with the process however it ends, so only a held lock counts,
+    never a file left behind; the file is removed on release, before the lock goes (a process that opened it
+    meanwhile sees, once it gets the lock, that the file is gone and takes a new one)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False if another process (or another writer here) holds it."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if isinstance(exc, BlockingIOError):
+                    return False
+                raise
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(current, os.fstat(fd)):
+                self.fd = fd
+                return True
+            os.close(fd)  # its holder removed it before we got the lock: lock the file there now
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+
+
+def _lock(path: Path) -> WriterLock | FileLock:
     """Take ``path``'s writer lock without waiting; a DatasetError if another process holds it."""
+    check_out_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path(path)), timeout=0)
+    lock = WriterLock(lock_path(path)) if fcntl is not None else FileLock(str(lock_path(path)), timeout=0)
     try:
-        lock.acquire()
+        acquired = lock.acquire() is not False
     except Timeout:
-        raise DatasetError(f"{path} is being written by another latkit process; wait for it or use another "
-                           "--out") from None
+        acquired = False
     except OSError as exc:
-        raise DatasetError(f"cannot lock {path}: {exc}") from None
+        raise DatasetError(f"cannot lock {path}: {exc.strerror or exc}") from None
+    if not acquired:
+        raise DatasetError(f"{path} is being written by another latkit process; wait for it or use another "
+                           "--out")
     return lock
 
 
@@ -217,11 +311,13 @@ class _Journal:
 
 
 def _read_journal(path: Path) -> _Journal:
+    """The journal's records; none if it is gone. Read once: a writer may fold it into the Parquet file and remove
+    it at any moment, and a reader reads the Parquet file after the journal, so a journal gone is one folded in."""
     j = _Journal()
-    jp = journal_path(path)
-    if not jp.exists():
+    try:
+        lines = journal_path(path).read_bytes().split(b"\n")
+    except FileNotFoundError:
         return j
-    lines = jp.read_bytes().split(b"\n")
     for number, line in enumerate(lines, 1):
         last = number == len(lines)
         if last and not line:
@@ -436,7 +532,7 @@ class Writer:
     path: Path
     header: dict[str, Any]
     compact_every: int = 50
-    lock: FileLock | None = None
+    lock: WriterLock | FileLock | None = None
     run_id: str | None = None
     run: dict[str, Any] | None = None
     freeze: bool = True  # freeze the file's unit at close if no run has (not a shard's: its merge does)
@@ -465,10 +561,14 @@ class Writer:
                 records.append({"run": {"run_id": run_id, **run}})
                 self.header = dict(self.header, runs={**self.header.get("runs", {}), run_id: run})
         records.append({"row": row})
-        with open(jp, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(jp, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk, a file system remounted read-only
+            raise DatasetError(f"cannot append to {jp} ({exc.strerror or exc}): every row of {self.path} written "
+                               "before is safe in it or in the file; make room, then rerun to resume") from None
         if new:
             fsync_dir(jp.parent)
         self._started = True
@@ -482,8 +582,12 @@ class Writer:
         if not jp.exists():
             return
         ds, journal = _load(self.path)
-        self.set_aside += _set_aside(self.path, journal)
-        write(self.path, ds.header, ds.table)
+        try:
+            self.set_aside += _set_aside(self.path, journal)
+            write(self.path, ds.header, ds.table)
+        except OSError as exc:  # a full disk, a file system remounted read-only
+            raise DatasetError(f"cannot write {self.path} ({exc.strerror or exc}); its rows are safe in {jp}: make "
+                               "room, then rerun to fold them in") from None
         jp.unlink()
         self._pending = 0
         self._started = False
@@ -497,7 +601,11 @@ class Writer:
                 ds = load(self.path)
                 record = None if ds.frozen else ds.baseline_record()
                 if record is not None:
-                    write(self.path, dict(ds.header, baseline=record), ds.table)
+                    try:
+                        write(self.path, dict(ds.header, baseline=record), ds.table)
+                    except OSError as exc:
+                        raise DatasetError(f"cannot write {self.path} ({exc.strerror or exc}) to freeze its unit; "
+                                           "its rows are safe in it (the next run that ends freezes it)") from None
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -512,8 +620,9 @@ class Writer:
 def open_writer(path: str | Path, header: dict[str, Any], force: bool = False, run_id: str | None = None,
                 run: dict[str, Any] | None = None, freeze: bool = True) -> tuple[Writer, Dataset | None]:
     """A writer for ``path`` holding its lock (a second writer gets a DatasetError); if ``path`` exists, check it
-    belongs to the same campaign (``force`` relaxes only the environment) and return what it holds."""
-    path = Path(path)
+    belongs to the same campaign (``force`` relaxes only the environment) and return what it holds. A symlink writes
+    the file it links to."""
+    path = real_path(check_out_path(path))
     lock = _lock(path)
     try:
         existing = None
@@ -588,7 +697,7 @@ def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False, reb
     ``out`` may be one of the inputs, but an existing ``out`` that is not is refused (it would be overwritten).
     Inputs whose frozen baselines differ are in different units: refused, unless ``rebase`` (the output's baseline
     is then the live one of all its rows, as it is when no input has one frozen)."""
-    paths, out = [Path(p) for p in paths], Path(out)
+    paths, out = [Path(p) for p in paths], real_path(check_out_path(out))
     if not paths:
         raise DatasetError("nothing to merge")
     lock = _lock(out)
@@ -642,7 +751,7 @@ def rebase(path: str | Path) -> tuple[float, float]:
     """Re-base a duet file: freeze the live baseline of all its rows in its header (locked; the journal folded in).
     Returns (old, new) baseline in ms of min_ms: normalised latencies move by new / old; predictors fitted on the
     file before keep the old unit (their ``baseline_ms``)."""
-    path = Path(path)
+    path = real_path(path)
     lock = _lock(path)
     try:
         ds, journal = _load(path)

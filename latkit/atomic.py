@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fsync'd, renamed over ``path`` and the directory fsync'd; otherwise it is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
@@ -38,6 +40,49 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def temp_prefix(path: Path) -> str:
+    """The name of this process's temporaries for ``path`` begin so (``.NAME.PID.``): a later writer can tell
+    those of a killed writer, whose process is gone, from those of a live one."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale(path: Path) -> None:
+    """Remove the temporaries (files or directories) that killed writers of ``path`` left beside it; those of live
+    processes, this one's included, are theirs."""
+    start = f".{path.name}."
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(start) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        parts = name[len(start):].split(".")  # PID, mkstemp's random part (no dots), "tmp"
+        pid = parts[0]
+        if len(parts) == 3 and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale = path.parent / name
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (here; where that cannot be asked, it is assumed to)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process, or a number no process has: leave it
+        return True
+    return True
+
+
+def created_mode(directory: bool = False) -> int:
+    """The permissions a new file (or directory) gets: 0666 (0777) less the umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def _mode_for(path: Path) -> int:

@@ -12,7 +12,8 @@ Policy, in one place:
   the noise floor);
 - every ``reference_every`` samples a worker times DARTS_V2 as it times a sample (a ``reference`` row: drift);
   it comes first on each worker, so a backend that cannot run it stops the campaign before any architecture;
-- ``max_consecutive_failures`` failed architectures in a row stop the campaign (the backend is broken);
+- ``max_consecutive_failures`` failed architectures in a row stop the campaign (the backend is broken): samples
+  only, a repeat (an architecture measured before) neither counts nor breaks the streak;
 - a job whose worker dies is queued again at the front; an architecture that killed ``max_deaths`` workers
   becomes an error row, so a resume passes it.
 """
@@ -381,8 +382,8 @@ class _Engine:
                 raise ReferenceFailure(f"{row['backend']}/{row['device']} cannot run the reference {REFERENCE}: "
                                        f"{row['error']}; {self.out} keeps every row written")
             return
-        self.streak = 0 if ok else self.streak + 1
         if job.kind == "sample":
+            self.streak = 0 if ok else self.streak + 1
             self.since_reference[worker] = self.since_reference.get(worker, 0) + 1
             self.failures += not ok
             self.finished += 1

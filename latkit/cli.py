@@ -37,19 +37,30 @@ def _number(kind: type, low: float | None = None, high: float | None = None, *, 
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        if not math.isfinite(value):
+        if kind is float and not math.isfinite(value):  # (an int is finite; one past 1e308 has no float)
             raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
         if low is not None and (value <= low if low_open else value < low):
             raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text!r}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be <= {high if kind is int else format(high, 'g')}, got "
+                                             f"{text!r}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
-COUNT = _number(int, 0)  # a count: 0 or more
-POSITIVE_INT = _number(int, 1)
+# Every integer option is bounded where it is parsed, so a huge value is one line before anything runs (not an
+# OverflowError deep inside, nor a plan that takes all memory). A seed is written to a dataset's int64 column and
+# seeds numpy and torch: 0 .. 2**63 - 1. Anything else (architectures to measure, indices, pools, repeats, threads,
+# layers, epochs, ...) at most 10**7: a campaign that size is years of measuring at the rates seen (hundreds to
+# thousands of architectures an hour), and its plan (a Python list of indices, ~0.5 GB) still fits in memory, where
+# 10**10 would not; 10**7 is also far below every C integer limit these values reach.
+MAX_SEED = 2**63 - 1
+MAX_COUNT = 10**7
+COUNT = _number(int, 0, MAX_COUNT)  # a count: 0 or more
+POSITIVE_INT = _number(int, 1, MAX_COUNT)
+SEED = _number(int, 0, MAX_SEED)
+SEEDS = _number(int, None, MAX_SEED)  # an item of a list of seeds (the library checks the rest)
 NONNEG_FLOAT = _number(float, 0)
 POSITIVE_FLOAT = _number(float, 0, low_open=True)
 FRACTION = _number(float, 0, 1)
@@ -272,8 +283,9 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     h = s["header"]
     c = h["config"]
     lat, nf, dr = s["latency_ms"], s["noise_floor"], s["drift"]
-    shape = (f"batch {c['batch']}, {c['in_channels']}x{c['resolution']}x{c['resolution']}, {c['layers']} layers, "
-             f"{c['channels']} channels" if "layers" in c else f"models of input shape {c.get('input_shape')}")
+    shape = (f"batch {c['batch']}, {c.get('in_channels', '?')}x{c['resolution']}x{c['resolution']}, "
+             f"{c['layers']} layers, {c['channels']} channels" if "layers" in c
+             else f"models of input shape {c.get('input_shape')}")
     console.print(f"{s['path']}: {h['backend']} on {h['device']} ({h.get('device_name', '')}), {shape}",
                   highlight=False)
     superseded = f", {s['superseded']} error rows superseded by a retry" if s["superseded"] else ""
@@ -379,9 +391,10 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
                       f"{100 * predictor.interval_rel:.1f}% -> {args.out}", highlight=False)
         return 0
     m, c = held_out, held_out["undisturbed"]
+    kendall = f"{m['kendall']:.3f}" if math.isfinite(m["kendall"]) else "n/a (under 2 held-out rows, or all alike)"
     console.print(f"{what}; held-out {m['n']}: MAPE {m['mape_pct']:.2f}% ({c['n']} undisturbed: {c['mape_pct']:.2f}%), "
                   f"RMSE {m['rmse_ms']:.3f} ms, within 5% {m['within5_pct']:.1f}%, within 10% "
-                  f"{m['within10_pct']:.1f}%, Kendall {m['kendall']:.3f}; "
+                  f"{m['within10_pct']:.1f}%, Kendall {kendall}; "
                   f"{100 * meta['interval']['level']:.0f}% interval +-{100 * meta['interval']['rel']:.1f}% covers "
                   f"{m['interval_coverage_pct']:.1f}% ({c['interval_coverage_pct']:.1f}% undisturbed); fit {meta['fit_seconds']:.1f} s -> {args.out}", highlight=False)
     return 0
@@ -390,10 +403,12 @@ def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
 def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from latkit.space import encode, parse
 
+    from latkit.predictors.base import warn_unidentified
     from latkit.predictors.fitting import predictor_for
 
     genotype = parse(args.genotype)
     predictor = predictor_for(args.predictor, args.backend, args.device, args.model, args.force_predictor)
+    warn_unidentified(genotype)
     x = encode(genotype)[None]
     scale = 1.0
     if args.calibrate:
@@ -425,7 +440,7 @@ def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
     except ValueError:
         raise LatkitError(f"--sizes must be comma-separated integers or 'all', got {args.sizes!r}") from None
     kinds = args.models.split(",") if args.models else None
-    rows = bench.run(datasets, kinds=kinds, sizes=sizes, stat=args.stat, seeds=_numbers(args.seeds, int, "--seeds"),
+    rows = bench.run(datasets, kinds=kinds, sizes=sizes, stat=args.stat, seeds=_numbers(args.seeds, SEEDS, "--seeds"),
                      log=lambda line: console.print(line, highlight=False))
     table = bench.markdown(rows)
     print(table)
@@ -460,7 +475,7 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
     from latkit.predictors import bench
 
     datasets = args.dataset or [str(p) for p in shipped()]
-    sizes = _numbers(args.sizes, int, "--sizes")
+    sizes = _numbers(args.sizes, _number(int, None, MAX_COUNT), "--sizes")
     rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False),
                               prior_kind=args.prior_model)
     table = bench.transfer_markdown(rows)
@@ -607,12 +622,15 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _numbers(text: str, kind: type, flag: str) -> list:
-    """``0,1,2`` as a list of ``kind`` (the library checks the values)."""
+def _numbers(text: str, kind: Callable, flag: str) -> list:
+    """``0,1,2`` as a list, each read by ``kind``: a type (the library checks the values) or a bounded argparse
+    type (``_number``)."""
     try:
         return [kind(x) for x in text.split(",")]
     except ValueError:
         raise LatkitError(f"{flag} must be comma-separated {kind.__name__}s, got {text!r}") from None
+    except argparse.ArgumentTypeError as exc:
+        raise LatkitError(f"{flag}: {exc}") from None
 
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
@@ -620,7 +638,7 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
     _set_threads(args)
     lambdas = _numbers(args.lambdas, float, "--lambdas")
-    seeds = _numbers(args.seeds, int, "--seeds") if args.seeds is not None else [args.seed]
+    seeds = _numbers(args.seeds, SEEDS, "--seeds") if args.seeds is not None else [args.seed]
     from latkit.backends.registry import parse_backend_list
     from latkit.predictors.fitting import predictor_for
 
@@ -679,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     space_sub = space.add_subparsers(dest="space_command", metavar="SUBCOMMAND", required=True)
     p = space_sub.add_parser("sample", help="print sampled genotypes (deterministic in seed and index)")
     p.add_argument("--count", type=COUNT, default=10)
-    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--start", type=COUNT, default=0, help="first sample index (default 0)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of genotype strings")
     p.set_defaults(handler=_cmd_space_sample)
@@ -705,8 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", default="first", choices=METHODS,
                    help="which N: the first (default), random, or diverse (a design for few-shot transfer fits) "
                         "among the first --pool architectures")
-    p.add_argument("--pool", type=POSITIVE_INT, help="candidates for --select (default max(20 N, 1000))")
-    p.add_argument("--seed", type=COUNT, default=0, help="sampling campaign seed (default 0)")
+    p.add_argument("--pool", type=POSITIVE_INT, help="candidates for --select (default max(20 N, 1000); at most "
+                                                     "100000 for diverse, 10000000 for random)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampling campaign seed (default 0)")
     p.add_argument("--shard", default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
     p.add_argument("--out", help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")
     p.add_argument("--force", action="store_true",
@@ -777,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="few-shot: transfer from this predictor (repeatable); the dataset may hold only a few rows")
     p.add_argument("--prior-model", default=AUTO, choices=kinds,
                    help=f"which embedded predictor, when --prior is a backend; {auto_help}")
-    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--raw", action="store_true",
                    help="learn the raw latency of a duet dataset (default: normalised by the reference timed beside "
                         "each architecture, so host slowdowns cancel)")
@@ -862,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-skip", type=COUNT, metavar="K",
                        help="at most K skip connections in the derived normal cell (P-DARTS' rule against the "
                             "skip-connection collapse a latency penalty feeds; P-DARTS uses 2)")
-        p.add_argument("--max-free", type=_number(int, -1), default=pipeline.DEFAULT_MAX_FREE, metavar="K",
+        p.add_argument("--max-free", type=_number(int, -1, MAX_COUNT), default=pipeline.DEFAULT_MAX_FREE, metavar="K",
                        help="at most K parameter-free ops (pools, skips) in the derived normal cell, the strongest "
                             "kept (default %(default)s; -1: no bound): the latency penalty rewards any op without "
                             "weights, so bounding skips alone lets pools take their places")
@@ -877,7 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resolution", type=POSITIVE_INT, help="input size (default 16 for digits, 32 for CIFAR-10)")
         p.add_argument("--limit", type=POSITIVE_INT, help="use at most this many images per split")
         p.add_argument("--batch-size", type=POSITIVE_INT, default=batch)
-        p.add_argument("--seed", type=COUNT, default=0)
+        p.add_argument("--seed", type=SEED, default=0)
 
     p = sub.add_parser("search", help="latency-aware DARTS for a target backend")
     search_args(p)

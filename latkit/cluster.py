@@ -298,29 +298,39 @@ class RayExecutor:
             if not (sourced and not all(self.alive(b) for b in self.builders)):
                 raise
             lost = exc
-        slot_died = self.recover(worker)
+        slot_died = self.slot_died(self.slots[worker], lost, sourced)
+        self.recover(worker, slot_died, getattr(lost, "actor_id", None))
         if not slot_died:  # lost with a builder: built on the slot next, where a death counts against it
             self.build_here.add(job.index)
         self.log(f"a {'measuring slot' if slot_died else 'builder'} died ({type(lost).__name__}) under {job.kind} "
                  f"{job.index}: the job queued again, the {'slot' if slot_died else 'builder'} replaced")
         return worker, job, Died(_cause(lost), its_own=slot_died)
 
-    def recover(self, worker: str) -> bool:
-        """Replace the dead: builders (their prebuilt sources are lost) and the job's slot, if it died (then True)."""
+    def slot_died(self, slot: Any, exc: BaseException, sourced: bool) -> bool:
+        """Whether the slot that ran a lost job died. A job whose model no builder prepared can only be lost with
+        its slot; Ray's error names the dead actor where it can. Only a prebuilt job's loss that names no actor
+        asks Ray's registry, which may still list an actor a while after its death."""
+        named = getattr(exc, "actor_id", None)
+        if not sourced or (named is not None and named == _actor_id(slot)):
+            return True
+        return named is None and not self.alive(slot)
+
+    def recover(self, worker: str, slot_died: bool, named: str | None = None) -> None:
+        """Replace the dead: builders (their prebuilt sources are lost), the one Ray's error names (``named``)
+        included, and the job's slot if it died."""
         for i, b in enumerate(self.builders):
-            if not self.alive(b):
+            if (named is not None and _actor_id(b) == named) or not self.alive(b):
                 self.replaced += 1
                 self.check_replacements()
                 self.builders[i] = self.start_builder()
                 self.built.clear()
-        if self.alive(self.slots[worker]):
-            return False
+        if not slot_died:
+            return
         del self.slots[worker]
         self.replaced += 1
         self.check_replacements()
         if not self.admit(*self.start_slot()):
             raise LatkitError(f"a replacement worker was refused: {self.refused[-1]}")
-        return True
 
     def check_replacements(self) -> None:
         if self.replaced > self.max_replacements:
@@ -346,6 +356,12 @@ class RayExecutor:
     def stop(self) -> None:
         for actor in self.actors.values():
             self.ray.kill(actor)
+
+
+def _actor_id(actor: Any) -> str | None:
+    """An actor handle's id, as Ray's errors name it (hex)."""
+    actor_id = getattr(actor, "_actor_id", None)
+    return None if actor_id is None else actor_id.hex()
 
 
 def _cause(exc: BaseException) -> str:

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 
 from latkit.backends.base import Backend, ModelSource, Runner
 from latkit.backends.timing import MeasureProtocol, Timing, measure
-from latkit.datasets.store import (FORMAT, FORMAT_VERSION, REF_COLUMNS, STAGE_COLUMNS, STAT_COLUMNS, open_writer)
+from latkit.datasets.store import (FORMAT, FORMAT_VERSION, REF_COLUMNS, STAGE_COLUMNS, STAT_COLUMNS, check_out_path,
+                                   open_writer)
 from latkit.env import fingerprint
 from latkit.errors import LatkitError, one_line
 from latkit.network import NetConfig, Network, build
@@ -245,7 +246,10 @@ def bench_header(backend: Backend, protocol: MeasureProtocol, source: ModelSourc
 def bench_model(backend: Backend, source: ModelSource, protocol: MeasureProtocol, out: str | Path | None = None,
                 reference: ModelSource | None = None) -> dict[str, Any]:
     """Time a user's model with the protocol, beside ``reference`` when given (then ``ratio`` is the model's
-    latency in units of the reference's, from the same window); with ``out``, append the row (kind 'model')."""
+    latency in units of the reference's, from the same window); with ``out``, append the row (kind 'model'), a
+    name that cannot be a dataset's refused before anything is timed."""
+    if out is not None:
+        check_out_path(out)
     backend.check_available()
     row = dict(kind="model", seed=None, genotype=source.name, backend=backend.name, device=backend.device,
                batch=source.input_shape[0], resolution=source.input_shape[-1] if len(source.input_shape) == 4 else None,

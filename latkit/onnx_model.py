@@ -32,6 +32,10 @@ def load_onnx(path: str | Path, batch: int | None = None) -> ModelSource:
     if tensor.elem_type != TensorProto.FLOAT:
         raise LatkitError(f"{path}: input {inputs[0].name!r} is {TensorProto.DataType.Name(tensor.elem_type)}; latkit "
                           "feeds float32")
+    if not tensor.shape.dim:  # a scalar, or a rank the model does not say: no batch to time a row by
+        what = "is a scalar (rank 0)" if tensor.HasField("shape") else "has no shape"
+        raise LatkitError(f"{path}: input {inputs[0].name!r} {what}; latkit times models whose input has a batch "
+                          "dimension first")
     shape = []
     for axis, dim in enumerate(tensor.shape.dim):
         if dim.HasField("dim_value") and dim.dim_value > 0:

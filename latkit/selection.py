@@ -13,18 +13,27 @@ from latkit.errors import LatkitError
 from latkit.space import encode_many, op_groups, sample
 
 METHODS = ("first", "random", "diverse")
+# The most candidates each method draws from. 'diverse' samples every candidate's genotype (~0.5 ms each) and scores
+# all of them for each pick: 100 000 is about a minute of sampling and tens of MB, 10x the default pool of a
+# 5 000-architecture design; 'random' draws a permutation (8 bytes a candidate).
+MAX_POOL = {"random": 10**7, "diverse": 100_000}
 
 
 def select_indices(seed: int, count: int, method: str = "first", pool: int | None = None) -> list[int]:
     """``count`` sample indices of campaign ``seed`` chosen by ``method`` among the first ``pool`` (default
-    ``max(20 * count, 1000)``); 'first' is ``0 .. count - 1``."""
+    ``max(20 * count, 1000)``, at most ``MAX_POOL[method]``); 'first' is ``0 .. count - 1``."""
     if method not in METHODS:
         raise LatkitError(f"unknown selection {method!r} (known: {', '.join(METHODS)})")
     if method == "first" or count == 0:
         return list(range(count))
-    pool = max(20 * count, 1000) if pool is None else pool
+    limit = MAX_POOL[method]
+    if pool is not None and pool > limit:
+        raise LatkitError(f"a pool of {pool} candidates is more than {method} selection draws from (at most "
+                          f"{limit})")
+    pool = min(max(20 * count, 1000), limit) if pool is None else pool
     if pool < count:
-        raise LatkitError(f"cannot select {count} architectures from a pool of {pool}")
+        raise LatkitError(f"cannot select {count} architectures from a pool of {pool}"
+                          + (f" (a {method} pool holds at most {limit})" if pool == limit else ""))
     if method == "random":
         rng = np.random.default_rng([seed, count, pool])
         return sorted(int(i) for i in rng.choice(pool, size=count, replace=False))

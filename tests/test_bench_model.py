@@ -99,3 +99,28 @@ def test_bench_beside_a_reference_gives_the_ratio(model: Path, tmp_path: Path,
     assert "beside PC_DARTS" in capsys.readouterr().out
     assert main(["bench", str(model), "--backend", "onnxruntime", *FAST, "--reference", "NOT_A_NAME"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_refused_before_anything_is_timed(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import latkit.measure
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("timed")
+
+    monkeypatch.setattr(latkit.measure, "time_model", never)
+    scalar = tmp_path / "scalar.onnx"  # a rank-0 float input: no batch to time the row by
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(scalar))
+    weird = os.fsdecode(os.fsencode(tmp_path) + b"/\xff.parquet")  # $'\xff.parquet' as the shell passes it
+    for argv, fault in (([str(scalar)], "input 'x' is a scalar (rank 0); latkit times models whose input has a "
+                                        "batch dimension first"),
+                        ([str(model), "--out", weird], "the file name is not valid UTF-8")):
+        assert main(["bench", *argv, "--backend", "onnxruntime", *FAST]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("latkit: error:") and fault in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scalar.onnx"]

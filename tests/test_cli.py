@@ -64,6 +64,19 @@ def test_export(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     (["bench", "predictors", "--sizes", "10,x"], "--sizes must be comma-separated"),
     (["bench", "predictors", "--models", "mlp,svm"], "unknown predictor(s) svm"),
     (["predict", "--predictor", "onnxruntime", "--backend", "torch", "DARTS_V2"], "not torch/cpu"),
+    # every integer option is bounded where it is parsed: one line before anything is measured
+    (["space", "sample", "--count", "99999999999999999999"], "--count: must be <= 10000000, got"),
+    (["measure", "--backend", "torch", "--count", "10000000000"], "--count: must be <= 10000000, got"),
+    (["measure", "--backend", "torch", "--count", "1", "--seed", "99999999999999999999999"],
+     "--seed: must be <= 9223372036854775807, got"),
+    (["space", "sample", "--start", "1" + "0" * 400], "--start: must be <= 10000000"),
+    (["measure", "--backend", "torch", "--count", "1", "--pin-cpu", "99999999999999999999"], "--pin-cpu: must be <="),
+    (["measure", "--backend", "torch", "--count", "2", "--select", "diverse", "--pool", "100000000000"],
+     "--pool: must be <= 10000000"),
+    (["measure", "--backend", "torch", "--count", "2", "--select", "diverse", "--pool", "200000"],
+     "a pool of 200000 candidates is more than diverse selection draws from (at most 100000)"),
+    (["sweep", "--target", "onnxruntime", "--seeds", "0,99999999999999999999"], "--seeds: must be <= "),
+    (["search", "--target", "onnxruntime,,torch"], "--target has an empty item in 'onnxruntime,,torch'"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], fault: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -116,7 +129,22 @@ def test_a_broken_predictor_directory_is_one_line(tmp_path, dataset, capsys: pyt
         assert "is not a latkit predictor" in _one_line(capsys)
     (saved / "weights.safetensors").write_bytes(b"\x00garbage")
     assert main(["predict", "--predictor", str(saved), "DARTS_V2"]) == 2
+    assert f"{saved}: weights.safetensors differs from the one saved with its predictor.json" in _one_line(capsys)
+    del meta["sha256"]  # a directory saved before latkit recorded digests (as the embedded ones)
+    (saved / "predictor.json").write_text(json.dumps(meta))
+    assert main(["predict", "--predictor", str(saved), "DARTS_V2"]) == 2
     assert "weights cannot be read" in _one_line(capsys)
+
+
+def test_predicting_a_kept_none_edge_warns_why(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--predictor", "onnxruntime", "SNAS_AGGRESSIVE"]) == 0
+    captured = capsys.readouterr()
+    assert "interval" in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith(
+        "latkit: warning: the genotype keeps 6 'none' edge(s) (0 in the normal cell, 6 in the reduction cell): ")
+    assert "no predictor has seen what 'none' costs" in captured.err
+    assert main(["predict", "--predictor", "onnxruntime", "DARTS_V2"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_user_text_is_printed_as_it_is_never_as_markup(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -268,3 +268,86 @@ def test_a_slot_burns_in_as_its_spec_says_and_records_it(monkeypatch: pytest.Mon
     slot = cluster.Slot(Spec("torch", "cpu", {}, TINY, FAST, 0, burn_in_s=0.2))
     assert slot.describe()["run"]["burn_in_s"] == 0.2 and slot.worker.burn_in_s == 0.2
     assert cluster.Slot(SPEC).describe()["run"]["burn_in_s"] == 0.0
+
+
+class _Ref:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _FakeActor:
+    """An actor whose calls answer at once: ``measure`` as ``FakeRay.deaths`` scripts it."""
+
+    def __init__(self, fake: "_FakeRay", name: str) -> None:
+        self._actor_id = type("ActorID", (), {"hex": lambda _: name})()
+        call = lambda f: type("Call", (), {"remote": staticmethod(f)})()  # noqa: E731
+        info = {"header": {"backend": "onnxruntime", "environment": {}}, "run_id": f"run-{name}",
+                "run": {"host": "h", "cpus": [0]}}
+        self.describe, self.check = call(lambda: _Ref(info)), call(lambda: _Ref(None))
+        self.build = call(lambda index: _Ref(f"{name} built {index}"))
+        self.measure = call(lambda job, source=None: _Ref(fake.outcome(name, job, source)))
+
+
+class _FakeRay:
+    """What RayExecutor asks of Ray. ``deaths`` maps a sample index to the actor that dies under it ('slot', or
+    'builder': the one that prebuilt it); the registry lists every actor ever started, as Ray's still may a
+    while after one died."""
+
+    exceptions = ray.exceptions
+
+    def __init__(self, deaths: dict[int, str]) -> None:
+        self.deaths, self.registry = dict(deaths), {}
+
+    def remote(self, **kwargs: Any) -> Any:
+        def options(**kw: Any) -> Any:
+            def start(spec: Any) -> _FakeActor:
+                self.registry[kw["name"]] = actor = _FakeActor(self, kw["name"])
+                return actor
+            return type("Start", (), {"remote": staticmethod(start)})()
+        return lambda cls: type("Class", (), {"options": staticmethod(options)})()
+
+    def outcome(self, slot: str, job: Any, source: Any) -> Any:
+        dead = self.deaths.pop(job.index, None)
+        if dead is None:
+            return {"status": "ok"}
+        name = slot if dead == "slot" else source.value.split()[0]
+        return ray.exceptions.RayActorError(name, "The actor died unexpectedly before finishing this task.")
+
+    def wait(self, refs: list, num_returns: int = 1) -> tuple[list, list]:
+        return refs[:1], refs[1:]
+
+    def get(self, ref: _Ref, timeout: float | None = None) -> Any:
+        if isinstance(ref.value, BaseException):
+            raise ref.value
+        return ref.value
+
+    def get_actor(self, name: str) -> Any:
+        return self.registry[name]  # never "gone": the lag
+
+    def kill(self, actor: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("builders, dies", [(0, "slot"), (1, "slot"), (1, "builder")])
+def test_a_death_is_told_by_the_error_not_by_a_lagging_registry(monkeypatch: pytest.MonkeyPatch, builders: int,
+                                                                 dies: str) -> None:
+    import latkit.cluster as cluster
+    from latkit.campaign import Died, Job
+
+    fake = _FakeRay({0: dies})
+    monkeypatch.setattr(cluster, "connect", lambda *a, **k: fake)
+    executor = cluster.RayExecutor(SPEC, workers=1, builders=builders)
+    writer = type("W", (), {"header": {"backend": "onnxruntime", "environment": {}}, "path": "ds.parquet",
+                            "add_run": lambda self, rid, run: None})()
+    executor.header()
+    executor.start(writer, 5)
+    (first,), builder = list(executor.slots), executor.builders[:1]
+    if builders:
+        executor.prefetch([0])
+    executor.submit(first, Job("sample", 0))
+    worker, job, outcome = executor.wait()
+    assert (worker, job) == (first, Job("sample", 0)) and isinstance(outcome, Died)
+    assert outcome.its_own == (dies == "slot")  # a slot's death counts toward the architecture's death limit
+    assert (first in executor.slots) == (dies == "builder")  # a dead slot leaves the pool, replaced
+    assert len(executor.slots) == 1 and executor.replaced == 1
+    assert (executor.builders[:1] == builder) == (dies == "slot")  # the named builder replaced, a live one kept

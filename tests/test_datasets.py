@@ -479,3 +479,147 @@ def test_rewritten_files_keep_their_permissions(tmp_path: Path) -> None:
     writer.append(row(1, 1.0))
     writer.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_a_symlink_to_a_dataset_being_written_takes_the_same_lock(tmp_path: Path) -> None:
+    real, link = tmp_path / "real.parquet", tmp_path / "link.parquet"
+    link.symlink_to(real)
+    first, _ = open_writer(real, HEADER)
+    first.append(row(0, 1.0))
+    with pytest.raises(DatasetError, match="real.parquet is being written by another latkit process"):
+        open_writer(link, HEADER)  # the lock is the real file's, whatever name it is reached by
+    with pytest.raises(DatasetError, match="being written by another latkit process"):
+        merge([_dataset(tmp_path / "a.parquet", [row(1, 1.0)])], link)
+    first.close()
+    second, existing = open_writer(link, HEADER)  # through the link: the real file's journal, rows and lock
+    assert existing.table.column("index").to_pylist() == [0]
+    second.append(row(1, 1.0))
+    assert journal_path(real).exists() and not (tmp_path / "link.parquet.journal").exists()
+    second.close()
+    assert link.is_symlink() and load(real).table.column("index").to_pylist() == [0, 1]
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def test_the_lock_is_the_os_lock_and_its_file_goes_on_release(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    store.lock_path(path).write_text("left by a writer killed long ago")  # a stale lock file means nothing
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    writer.close()
+    assert not store.lock_path(path).exists()  # removed on a clean release
+    with pytest.raises(DatasetError, match="different seed"):
+        open_writer(path, dict(HEADER, seed=5))
+    assert not store.lock_path(path).exists()  # a refused command leaves no lock file either
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DatasetError, match=f"cannot write {blocker}/x.parquet: {blocker} is a file, not a directory"):
+        open_writer(blocker / "x.parquet", HEADER)
+
+
+def test_a_name_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    import os
+
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff.parquet"))  # what the shell passes for $'\xff.parquet'
+    with pytest.raises(DatasetError, match="the file name is not valid UTF-8, which a Parquet file needs"):
+        open_writer(path, HEADER)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_writer_killed_in_its_final_write_leaves_nothing_behind_the_next_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.parquet"
+    killed = f"""
+import os
+import pyarrow.parquet as pq
+from latkit.datasets import store
+real = pq.write_table
+def write_and_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os._exit(9)  # killed after the temporary file is written, before it replaces the dataset
+pq.write_table = write_and_die
+writer, _ = store.open_writer({str(path)!r}, {HEADER!r})
+writer.append({row(0, 1.0)!r})
+writer.close()
+"""
+    assert subprocess.run([sys.executable, "-c", killed]).returncode == 9
+    assert [p.name for p in tmp_path.glob(".d.parquet.*.tmp")] and store.lock_path(path).exists()
+    writer, existing = open_writer(path, HEADER)  # the dead writer's lock file holds nothing
+    assert existing.table.column("index").to_pylist() == [0]  # its row, safe in the journal
+    writer.append(row(1, 1.0))
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]  # no temporary, journal or lock left
+    assert load(path).table.column("index").to_pylist() == [0, 1]
+
+
+def test_a_full_or_read_only_disk_names_the_dataset_and_keeps_the_rows(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    writer.append(row(1, 1.0))
+    with monkeypatch.context() as m:
+        m.setattr(store.pq, "write_table", full)
+        with pytest.raises(DatasetError, match=rf"cannot write {path} \(No space left on device\); its rows are "
+                                               rf"safe in {path}.journal: make room, then rerun to fold them in"):
+            writer.close()
+    assert not store.lock_path(path).exists()  # released all the same
+    writer, _ = open_writer(path, HEADER)
+    with monkeypatch.context() as m:
+        m.setattr(store.os, "fsync", full)
+        with pytest.raises(DatasetError, match=rf"cannot append to {path}.journal \(No space left on device\): "
+                                               "every row of .* written before is safe"):
+            writer.append(row(2, 1.0))
+    writer.close()
+    assert load(path).table.column("index").to_pylist()[:2] == [0, 1] and not journal_path(path).exists()
+
+
+@pytest.mark.parametrize("change, message", [({"runs": "r"}, "the header's 'runs' is a str, not a dict"),
+                                             ({"runs": {"r": ["x"]}}, "the header's run 'r' is a list, not a dict"),
+                                             ({"config": dict(HEADER["config"], layers="20")},
+                                              "the header's config 'layers' is '20', not an integer")])
+def test_validate_and_info_read_one_header(tmp_path: Path, change: dict, message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "h.parquet"
+    write(path, dict(HEADER, **change), _table_of([row(0, 1.0)]))
+    for argv in (["dataset", "validate", str(path)], ["dataset", "info", str(path)],
+                 ["dataset", "info", str(path), "--datasheet"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    good = tmp_path / "g.parquet"  # a config without in_channels (HEADER's): what validate passes, info prints
+    write(good, dict(HEADER, runs={"r": {"host": "h", "cpus": 3, "protocol": "p", "burn_in_s": "x"}}),
+          _table_of([row(0, 1.0)]))
+    for argv in (["dataset", "validate", str(good)], ["dataset", "info", str(good)],
+                 ["dataset", "info", str(good), "--datasheet"]):
+        assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "batch 1, ?x32x32, 20 layers" in out and "run r: 1 rows, host h, started ?, CPUs unknown, threads ?" in out
+
+
+def test_a_journal_folded_in_while_it_is_read_loses_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "d.parquet"
+    writer, _ = open_writer(path, HEADER)
+    writer.append(row(0, 1.0))
+    writer.compact()
+    writer.append(row(1, 1.0))
+    read_bytes = Path.read_bytes
+    folded: list[bool] = []
+
+    def fold_first(self: Path) -> bytes:
+        if self == journal_path(path) and not folded:  # another process folds the journal in just now
+            folded.append(True)
+            writer.compact()
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", fold_first)
+    ds = load(path)
+    assert folded and not journal_path(path).exists()
+    assert ds.table.column("index").to_pylist() == [0, 1]
+    writer.close()

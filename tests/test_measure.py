@@ -232,6 +232,28 @@ def test_campaign_stops_after_consecutive_failures(tmp_path: Path) -> None:
     assert len(_statuses(out)) == 10
 
 
+class DyingBackend(FakeBackend):
+    """Prepares its first architecture, then the device is lost: every later one (repeats included) fails."""
+
+    prepared = 0
+
+    def _prepare_impl(self, source: ModelSource, beside: Runner | None = None) -> _Runner:
+        self.prepared += 1
+        if self.prepared > 1:
+            raise RuntimeError("device lost")
+        return _Runner()
+
+
+def test_the_failure_streak_counts_architectures_not_repeats(tmp_path: Path) -> None:
+    out = tmp_path / "dying.parquet"
+    with pytest.raises(TooManyFailures, match="stopped after 3 consecutive failures"):
+        run_campaign(DyingBackend(), TINY, SOLO, seed=0, count=10, out=out, repeat_every=1, reference_every=0,
+                     max_consecutive_failures=3)
+    # sample 0 ok, then samples 1, 2, 3 fail; the failed repeats of sample 0 between them are not architectures
+    assert _statuses(out) == [(0, "ok"), (1, "error"), (2, "error"), (3, "error")]
+    assert _indices(out, "repeat") == [0, 0, 0]
+
+
 def test_failures_between_successes_do_not_stop_the_campaign(tmp_path: Path) -> None:
     out = tmp_path / "fake.parquet"
     result = run_campaign(FakeBackend(), TINY, FAST, seed=0, count=40, out=out, repeat_every=0, reference_every=0,

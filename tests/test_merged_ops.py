@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
 import pytest
@@ -185,6 +186,12 @@ def test_cse_predictor_round_trips_its_merged_costs_and_refuses_a_wrong_width(tm
     weights = tmp_path / "cse" / "weights.safetensors"
     t = load_file(str(weights))
     save_file({**t, "v": t["v"][:-1].contiguous()}, str(weights))
+    with pytest.raises(PredictorError, match="differs from the one saved with its predictor.json"):
+        load_dir(tmp_path / "cse")  # the digest tells first
+    from latkit.predictors.base import DIGESTS, META_FILE
+
+    meta = tmp_path / "cse" / META_FILE
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != DIGESTS}))
     with pytest.raises(PredictorError, match="224 per-edge costs and 11 extra ones, where a cse predictor has 224 and"):
-        load_dir(tmp_path / "cse")
+        load_dir(tmp_path / "cse")  # a directory from before the digests: the width check
     assert make_predictor("cse").predict_ms(x[:2]).shape == (2,)  # unfitted: zeros of the right width

@@ -191,3 +191,84 @@ def test_throughput_is_rows_over_the_best_of_three(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
     assert bench.throughput(Stub(), encode_many([sample(0, 0)])) == pytest.approx(bench.THROUGHPUT_ROWS / 0.2)
     assert seen == [(bench.THROUGHPUT_ROWS, 224)] * 3
+
+
+def _fitted(seed: int) -> "Predictor":  # noqa: F821
+    x = encode_many(sample(seed, i) for i in range(300))
+    p = make_predictor("additive")
+    p.fit(x, known_latency(x))
+    return p
+
+
+def test_a_saved_directory_ties_its_files_to_its_predictor_json(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import stat
+
+    a, b = _fitted(1), _fitted(2)
+    da, db = a.save(tmp_path / "a"), b.save(tmp_path / "b")
+    shutil.copy(db / "weights.safetensors", da / "weights.safetensors")  # weights from another save
+    with pytest.raises(PredictorError, match=f"^{da}: weights.safetensors differs from the one saved with its "
+                                             "predictor.json"):
+        load_dir(da)
+    (da / "weights.safetensors").unlink()
+    with pytest.raises(PredictorError, match=f"^{da}: weights.safetensors is missing"):
+        load_dir(da)
+    a.save(da)  # saved again: the directory replaced whole, nothing of the mix left
+    x = encode_many([PUBLISHED["DARTS_V2"]])
+    np.testing.assert_allclose(load_dir(da).predict_ms(x), a.predict_ms(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary left beside them
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(da.stat().st_mode) == 0o777 & ~umask  # as any new directory and file, not 0700 / 0600
+    assert {stat.S_IMODE(p.stat().st_mode) for p in da.iterdir()} == {0o666 & ~umask}
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("")
+    with pytest.raises(PredictorError, match="holds other files, not a saved predictor"):
+        a.save(notes)  # never replaced: it is not a predictor
+    assert (notes / "mine.txt").exists()
+
+
+def test_a_transfer_predictor_saved_again_keeps_only_its_own_priors(tmp_path: Path) -> None:
+    from latkit.predictors.transfer import TransferPredictor
+
+    first, second = _fitted(1), _fitted(2)
+    both = TransferPredictor([first, second])
+    both.coef, both.interval_rel = np.array([1.0, 0.5, 0.0]), 0.1
+    one = TransferPredictor([second])
+    one.coef, one.interval_rel = np.array([2.0, 0.0]), 0.1
+    saved = both.save(tmp_path / "t")
+    one.save(saved)  # fewer priors than the directory held: no prior_1 of the first save may remain
+    again = load_dir(saved)
+    x = encode_many([PUBLISHED["DARTS_V2"]])
+    assert len(again.priors) == 1 and not (saved / "prior_1").exists()
+    np.testing.assert_allclose(again.predict_ms(x), 2.0 * second.predict_ms(x))
+    first.save(saved / "prior_0")  # a prior swapped for another: its files no longer match the transfer's record
+    with pytest.raises(PredictorError, match=f"{saved}: prior_0/"):
+        load_dir(saved)
+
+
+def test_fit_on_very_few_rows_prints_no_nan_and_no_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from latkit.datasets.store import FORMAT, FORMAT_VERSION, open_writer
+
+    path = tmp_path / "few.parquet"
+    header = {"format": FORMAT, "version": FORMAT_VERSION, "backend": "onnxruntime", "device": "cpu",
+              "config": {"batch": 1, "layers": 5, "channels": 8, "resolution": 16}, "protocol": {}, "seed": 3,
+              "sampler_version": 1, "environment": {"cpu": "T"}}
+    writer, _ = open_writer(path, header)
+    for i in range(6):  # one held-out row (index 4): no rank correlation can be computed
+        ms = float(known_latency(encode(sample(3, i))[None])[0])
+        writer.append({"kind": "sample", "seed": 3, "index": i, "genotype": str(sample(3, i)), "backend": "onnxruntime",
+                       "device": "cpu", "batch": 1, "resolution": 16, "channels": 8, "layers": 5,
+                       **{s: ms for s in ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")},
+                       "std_ms": 0.0, "n": 1, "status": "ok", "error": "", "timestamp": str(i), "run_id": "t"})
+    writer.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SciPy's or numpy's warning would raise here
+        assert main(["fit", "--dataset", str(path), "--model", "additive", "--out", str(tmp_path / "p")]) == 0
+    captured = capsys.readouterr()
+    assert "held-out 1:" in captured.out and "Kendall n/a" in captured.out and "nan" not in captured.out
+    assert "Warning" not in captured.err

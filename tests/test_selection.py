@@ -44,3 +44,17 @@ def test_measure_selects(tmp_path: Path) -> None:
                  "--warmup-ms", "0", "--repeat-every", "0", "--reference-every", "0", "--out", str(out)]) == 0
     t = load(out).table
     assert sorted(t.column("index").to_pylist()) == select_indices(0, 3, "diverse", pool=50)
+
+
+def test_a_pool_too_large_to_hold_is_one_line_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import latkit.selection as selection
+
+    monkeypatch.setattr(selection, "sample", lambda *a: pytest.fail("sampled a candidate"))
+    with pytest.raises(LatkitError, match=r"a pool of 100000000000 candidates is more than diverse selection draws "
+                                          r"from \(at most 100000\)"):
+        select_indices(0, 2, "diverse", pool=100_000_000_000)
+    with pytest.raises(LatkitError, match=r"more than random selection draws from \(at most 10000000\)"):
+        select_indices(0, 2, "random", pool=10**8)
+    with pytest.raises(LatkitError, match=r"cannot select 200000 architectures from a pool of 100000 \(a diverse "
+                                          "pool holds at most 100000\\)"):
+        select_indices(0, 200_000, "diverse")  # the default pool, 20 x 200 000, is bounded too

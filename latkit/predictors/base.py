@@ -2,11 +2,19 @@
 
 A saved predictor is a directory: ``predictor.json`` (kind, hyper-parameters, metadata) plus the kind's own weight
 file (safetensors for the torch models, XGBoost's UBJSON for trees). Metadata records backend, device fingerprint,
-dataset hash, encoding version, training size and held-out metrics.
+dataset hash, encoding version, training size and held-out metrics; ``sha256`` the digest of every other file of the
+directory (a transfer predictor's ``prior_*`` included), so weights from another save are refused. A directory is
+written whole (a temporary sibling renamed over it). The embedded predictors predate the digests: a predictor.json
+without them is read as before.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
+import uuid
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -15,10 +23,12 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
+from latkit.atomic import created_mode, fsync_dir, remove_stale, temp_prefix
 from latkit.errors import LatkitError, LatkitWarning, one_line
-from latkit.space import ENCODING_SIZE, ENCODING_VERSION
+from latkit.space import ENCODING_SIZE, ENCODING_VERSION, Genotype
 
 META_FILE = "predictor.json"
+DIGESTS = "sha256"  # predictor.json's key: each other file of the directory (relative path) -> its sha256
 
 
 @dataclass(frozen=True)
@@ -117,12 +127,26 @@ class Predictor(ABC):
     def _load_weights(self, directory: Path) -> None: ...
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._save_weights(directory)
-        doc = {"kind": self.kind, "params": self.params, "meta": self.meta, "encoding_version": ENCODING_VERSION,
-               "encoding_size": ENCODING_SIZE}
-        (directory / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        """Write ``directory`` whole: weights and predictor.json (with their digests) into a temporary sibling,
+        renamed over it, so a crash leaves the old directory or the new one, never a mix. An existing directory is
+        replaced only if it is a saved predictor (or empty)."""
+        directory = _replaceable(Path(directory))
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(directory)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=temp_prefix(directory), suffix=".tmp"))
+        try:
+            self._save_weights(tmp)
+            doc = {"kind": self.kind, "params": self.params, "meta": self.meta, "encoding_version": ENCODING_VERSION,
+                   "encoding_size": ENCODING_SIZE, DIGESTS: _digests(tmp)}
+            (tmp / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            for path in [tmp, *tmp.rglob("*")]:  # mkdtemp's 0700 and safetensors' 0600: as any new file
+                os.chmod(path, created_mode(directory=path.is_dir()))
+                if path.is_file():
+                    with open(path, "rb") as f:
+                        os.fsync(f.fileno())
+            _replace_dir(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return directory
 
     @property
@@ -160,6 +184,18 @@ class Predictor(ABC):
         return x
 
 
+def warn_unidentified(genotype: Genotype) -> None:
+    """A LatkitWarning when ``genotype`` keeps a 'none' edge (SNAS's cells do): every architecture of a latency
+    dataset keeps two real ops per node, so no dataset says what 'none' costs, and a prediction of it (and its
+    interval) is not backed by data."""
+    kept = [sum(op == "none" for op, _ in cell) for cell in (genotype.normal, genotype.reduce)]
+    if any(kept):
+        warnings.warn(f"the genotype keeps {sum(kept)} 'none' edge(s) ({kept[0]} in the normal cell, {kept[1]} in "
+                      "the reduction cell): every architecture a latency dataset holds keeps two real ops per node, "
+                      "so no predictor has seen what 'none' costs; this prediction and its interval count it as "
+                      "free, unchecked (measure it: latkit export, latkit bench)", LatkitWarning, stacklevel=2)
+
+
 def differentiable_kinds() -> list[str]:
     """The from-scratch kinds whose every instance is differentiable (what a search can be given)."""
     return [kind for kind in list_predictors() if KINDS[kind].differentiable]
@@ -194,9 +230,70 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return doc
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """The sha256 of every file under ``directory`` but its predictor.json, by relative path."""
+    return {p.relative_to(directory).as_posix(): _sha256(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p != directory / META_FILE}
+
+
+def check_digests(directory: Path, doc: dict[str, Any]) -> None:
+    """Each file predictor.json records a digest of must be there with that digest (none recorded: a directory
+    saved before latkit recorded them, such as the embedded ones, is read as it is)."""
+    recorded = doc.get(DIGESTS)
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise PredictorError(f"{directory / META_FILE} is not a latkit predictor: {DIGESTS!r} must map file names to "
+                             "digests")
+    for name, digest in recorded.items():
+        try:
+            actual = _sha256(directory / name)
+        except OSError:
+            actual = None
+        if actual != digest:
+            what = "is missing" if actual is None else "differs from the one saved with its predictor.json"
+            raise PredictorError(f"{directory}: {name} {what} (a file from another save, or a damaged one); refit "
+                                 "the predictor or save it again")
+
+
+def _replaceable(directory: Path) -> Path:
+    """Where ``save`` may write ``directory``: the directory a symlink points to; refused where it would replace
+    a file or a directory that is not a saved predictor."""
+    if directory.is_symlink():
+        directory = Path(os.path.realpath(directory))
+    if directory.exists():
+        if not directory.is_dir():
+            raise PredictorError(f"cannot save a predictor to {directory}: it is a file, not a directory")
+        if any(directory.iterdir()) and not (directory / META_FILE).is_file():
+            raise PredictorError(f"cannot save a predictor to {directory}: it holds other files, not a saved "
+                                 "predictor (saving replaces the directory whole); choose a new directory")
+    return directory
+
+
+def _replace_dir(new: Path, directory: Path) -> None:
+    """Rename ``new`` to ``directory``, the old one (if any) moved aside first and then removed."""
+    old = directory.parent / f"{temp_prefix(directory)}{uuid.uuid4().hex[:8]}.tmp"
+    if directory.exists():
+        os.rename(directory, old)
+    try:
+        os.rename(new, directory)
+    except OSError:
+        if old.exists():
+            os.rename(old, directory)
+        raise
+    fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def load_dir(directory: str | Path) -> Predictor:
-    """The predictor saved in ``directory`` (any kind, a transfer predictor's priors included)."""
+    """The predictor saved in ``directory`` (any kind, a transfer predictor's priors included); its files must
+    match the digests its predictor.json records."""
     doc = read_meta(directory)
+    check_digests(Path(directory), doc)
     if doc["kind"] not in KINDS:
         raise PredictorError(f"{directory}: unknown predictor kind {doc['kind']!r} (known: {', '.join(KINDS)})")
     try:
@@ -206,6 +303,8 @@ def load_dir(directory: str | Path) -> Predictor:
     predictor.meta = doc["meta"]
     try:
         predictor._load_weights(Path(directory))
+    except PredictorError:  # already one line naming the directory (a transfer predictor's priors)
+        raise
     except Exception as exc:  # safetensors, torch and xgboost each raise their own on a corrupt or missing file
         raise PredictorError(f"{directory}: the {doc['kind']} predictor's weights cannot be read "
                              f"({type(exc).__name__}: {one_line(exc, 200)}); refit it") from None

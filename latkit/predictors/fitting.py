@@ -18,7 +18,7 @@ from latkit.predictors.transfer import MIN_ROWS, TransferPredictor
 from latkit.space import encode_many, parse
 
 # Latency a predictor learns by default: the minimum of the timed runs. On this shared CPU it is 10x more
-# repeatable than the median (noise floor ~1-2% against ~15-25%; benchmarks/RESULTS.md, "Noise floor").
+# repeatable than the median (noise floor ~1-2% against ~15-25%; benchmarks/RESULTS.md, "How noisy is a measurement, and why?").
 DEFAULT_STAT = "min_ms"
 LATENCY_STATS = tuple(c for c in STAT_COLUMNS if c != "std_ms")  # what a predictor can learn
 HOLDOUT_EVERY = 5  # sample index % 5 == 4 is held out: a fixed split, the same for every predictor and size
@@ -66,12 +66,19 @@ def training_subset(n_train: int, size: int | None, seed: int = 0) -> np.ndarray
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAPE, RMSE (ms), share within +-5 / +-10 %, Spearman and Kendall rank correlation."""
+    """MAPE, RMSE (ms), share within +-5 / +-10 %, Spearman and Kendall rank correlation; NaN where a figure is
+    undefined (no rows; a rank correlation of fewer than 2 rows or of a constant), without numpy's or SciPy's
+    warnings."""
+    if not len(y_true):
+        return {k: float("nan") for k in ("mape_pct", "rmse_ms", "within5_pct", "within10_pct", "spearman",
+                                           "kendall")} | {"n": 0}
     ape = np.abs(y_pred - y_true) / y_true
+    ranked = len(y_true) >= 2 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
     return {"mape_pct": float(100 * ape.mean()), "rmse_ms": float(np.sqrt(np.mean((y_pred - y_true) ** 2))),
             "within5_pct": float(100 * (ape <= 0.05).mean()), "within10_pct": float(100 * (ape <= 0.10).mean()),
-            "spearman": float(sstats.spearmanr(y_true, y_pred).statistic),
-            "kendall": float(sstats.kendalltau(y_true, y_pred).statistic), "n": int(len(y_true))}
+            "spearman": float(sstats.spearmanr(y_true, y_pred).statistic) if ranked else float("nan"),
+            "kendall": float(sstats.kendalltau(y_true, y_pred).statistic) if ranked else float("nan"),
+            "n": int(len(y_true))}
 
 
 def dataset_hash(index: np.ndarray, y: np.ndarray) -> str:
@@ -129,7 +136,9 @@ def scored(predictor: Predictor, x: np.ndarray, y: np.ndarray, clean: np.ndarray
 
 
 def coverage_pct(predictor: Predictor, x: np.ndarray, y: np.ndarray) -> float:
-    """Share (%) of the measured latencies ``y`` inside the predictor's interval."""
+    """Share (%) of the measured latencies ``y`` inside the predictor's interval (NaN for no rows)."""
+    if not len(y):
+        return float("nan")
     lo, hi = predictor.interval_ms(x)
     return float(100 * np.mean((lo <= y) & (y <= hi)))
 

@@ -93,8 +93,11 @@ def build_table(datasets: Iterable[str | Path] | None = None,
 
 
 def write_table(table: dict[str, Any], path: str | Path | None = None) -> Path:
+    from latkit.atomic import write_bytes
+
     path = Path(path) if path is not None else table_path()
-    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode())
     return path
 
 

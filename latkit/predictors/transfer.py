@@ -225,3 +225,6 @@ class TransferPredictor(Predictor):
         self.coef, self.delta, self.interval_rel = t["coef"].numpy(), t["delta"].numpy(), float(t["interval_rel"][0])
         self.interval_level = float(self.meta.get("interval", {}).get("level", float("nan")))
         self.priors = [load_dir(p) for p in sorted(directory.glob("prior_*"), key=lambda p: int(p.name[6:]))]
+        if len(self.priors) != len(self.coef) - 1:  # one scale per prior, then the shift
+            raise PredictorError(f"{directory}: {len(self.priors)} prior_* directories, where its weights scale "
+                                 f"{len(self.coef) - 1} priors; refit it")
