@@ -523,6 +523,21 @@ def write(path: str | Path, header: dict[str, Any], table: pa.Table) -> None:
         pq.write_table(table.cast(SCHEMA).replace_schema_metadata(schema.metadata), tmp, compression="zstd")
 
 
+def _fold(path: Path, ds: Dataset, journal: _Journal, header: dict[str, Any]) -> int:
+    """Write ``ds`` (``path``'s file and journal, loaded) back as one Parquet file with ``header`` and remove the
+    journal; its unreadable lines go to ``FILE.journal.rejected`` (returns how many)."""
+    jp = journal_path(path)
+    try:
+        set_aside = _set_aside(path, journal)
+        write(path, header, ds.table)
+    except OSError as exc:  # a full disk, a file system remounted read-only
+        safe = (f"its rows are safe in {jp}: make room, then rerun to fold them in" if jp.exists() else
+                "its rows are safe in it (a run that ends with room to write freezes its unit)")
+        raise DatasetError(f"cannot write {path} ({exc.strerror or exc}); {safe}") from None
+    jp.unlink(missing_ok=True)
+    return set_aside
+
+
 @dataclass
 class Writer:
     """Appends rows crash-safely; ``compact`` folds the journal into the Parquet file; ``close`` compacts and
@@ -576,36 +591,26 @@ class Writer:
         if self._pending >= self.compact_every:
             self.compact()
 
-    def compact(self) -> None:
-        """Fold the journal into the Parquet file; its unreadable lines are kept in ``FILE.journal.rejected``."""
+    def compact(self, freeze: bool = False) -> None:
+        """Fold the journal into the Parquet file; its unreadable lines are kept in ``FILE.journal.rejected``. With
+        ``freeze``, freeze the file's unit in the same write if no run has yet (``Dataset.baseline_record``)."""
         jp = journal_path(self.path)
-        if not jp.exists():
+        if not jp.exists() and not (freeze and self.path.exists()):
             return
         ds, journal = _load(self.path)
-        try:
-            self.set_aside += _set_aside(self.path, journal)
-            write(self.path, ds.header, ds.table)
-        except OSError as exc:  # a full disk, a file system remounted read-only
-            raise DatasetError(f"cannot write {self.path} ({exc.strerror or exc}); its rows are safe in {jp}: make "
-                               "room, then rerun to fold them in") from None
-        jp.unlink()
+        record = ds.baseline_record() if freeze and not ds.frozen else None
+        if record is None and not jp.exists():
+            return
+        self.set_aside += _fold(self.path, ds, journal, ds.header if record is None else dict(ds.header,
+                                                                                               baseline=record))
         self._pending = 0
         self._started = False
 
     def close(self) -> None:
-        """Compact, freeze the file's unit if no run has yet (``Dataset.baseline_record``), then release the lock
-        (also when either fails)."""
+        """Compact and freeze the file's unit if no run has yet (unless ``freeze`` is off), then release the lock
+        (also when that fails)."""
         try:
-            self.compact()
-            if self.freeze and self.path.exists():
-                ds = load(self.path)
-                record = None if ds.frozen else ds.baseline_record()
-                if record is not None:
-                    try:
-                        write(self.path, dict(ds.header, baseline=record), ds.table)
-                    except OSError as exc:
-                        raise DatasetError(f"cannot write {self.path} ({exc.strerror or exc}) to freeze its unit; "
-                                           "its rows are safe in it (the next run that ends freezes it)") from None
+            self.compact(freeze=self.freeze)
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -760,10 +765,7 @@ def rebase(path: str | Path) -> tuple[float, float]:
             raise DatasetError(f"{path} has no duet window to re-base on (a solo file, or no ok row): its "
                                "latencies are raw")
         old = ds.baseline_ms()
-        _set_aside(path, journal)
-        write(path, dict(ds.header, baseline=record), ds.table)
-        if journal_path(path).exists():
-            journal_path(path).unlink()
+        _fold(path, ds, journal, dict(ds.header, baseline=record))
     finally:
         lock.release()
     return old, record["ms"]["min_ms"]

@@ -47,7 +47,6 @@ def score_dataset(path: str | Path, kinds: Iterable[str] | None = None, stat: st
     from latkit.datasets.quality import noise_floor
     from latkit.datasets.store import load
     from latkit.predictors.fitting import DEFAULT_STAT, dataset_xy, held_out_scores, split
-    from latkit.predictors.models import timed_fit
     from latkit.predictors.base import make_predictor
 
     stat = stat or DEFAULT_STAT
@@ -58,7 +57,7 @@ def score_dataset(path: str | Path, kinds: Iterable[str] | None = None, stat: st
     scores = {}
     for kind in kinds or list_predictors():
         predictor = make_predictor(kind)
-        timed_fit(predictor, x[train], y[train], 0)
+        predictor.fit(x[train], y[train], 0)
         s = held_out_scores(y[test], predictor.predict_ms(x[test]), clean[test])
         scores[kind] = {"mape_pct": s["undisturbed"]["mape_pct"], "mape_all_pct": s["mape_pct"],
                         "spearman": s["undisturbed"]["spearman"]}
