@@ -7,7 +7,8 @@ Each step is the command RESULTS quotes beside its table; its output goes to LOG
 write one, to its folder under --out-root (default: the repository, so the tables under benchmarks/ are replaced).
 Run with campaigns stopped; `--cores` pins every step (default both). Steps that compare a file with the one a
 re-measurement replaced read that file from git (OpenVINO's and batch 8's first duet files; torch's with
-`--old-torch COMMIT`); `--no-history` skips them. `--quick` shrinks training sizes, seeds and draws so the whole
+`--old-torch COMMIT`), or from --datasets where it is there as KEY.parquet (ov_first, b8_first, torch_old);
+`--no-history` skips them. `--quick` shrinks training sizes, seeds and draws so the whole
 chain runs in minutes on small datasets (what tests/test_report.py does on a fixture); its figures are not
 RESULTS'. Time-dependent figures (throughput, the sweeps, the search) are not here: they stay with their timing
 commands.
@@ -91,12 +92,16 @@ def main() -> None:
     paths.update({key: str(args.datasets / f"{name}.parquet") for key, name in FILES.items()
                   if (args.datasets / f"{name}.parquet").exists()})
     paths.update({key: str(ROOT / rel) for key, rel in OTHER.items() if (ROOT / rel).exists()})
-    history = {} if args.no_history else dict(HISTORY, **({"TORCH_OLD": (args.old_torch, "TORCH")}
-                                                            if args.old_torch else {}))
+    history = {} if args.no_history else dict(HISTORY, TORCH_OLD=(args.old_torch, "TORCH"))
     for key, (commit, of) in history.items():
+        given = args.datasets / f"{key.lower()}.parquet"  # a replaced file already at hand (a fixture's)
+        if given.exists():
+            paths[key] = str(given)
+            continue
+        if commit is None:
+            continue
         path = args.logs / f"{key.lower()}.parquet"
-        rel = (args.datasets / f"{FILES[of]}.parquet").resolve().relative_to(ROOT)
-        path.write_bytes(subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, check=True,
+        path.write_bytes(subprocess.run(["git", "show", f"{commit}:datasets/{FILES[of]}.parquet"], cwd=ROOT, check=True,
                                         capture_output=True).stdout)
         paths[key] = str(path)
     plan = steps(args.out_root, args.quick)
