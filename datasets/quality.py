@@ -115,7 +115,7 @@ def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
     return {
         "path": str(ds.path), "rows": t.num_rows, "samples": samples, "samples_ok": ok.num_rows,
         "failures": samples - ok.num_rows, "superseded": kinds.count("sample") - samples,
-        "repeats": kinds.count("repeat"), "references": kinds.count("reference"),
+        "repeats": kinds.count("repeat"), "references": kinds.count("reference"), "anchor_rows": kinds.count("anchor"),
         "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())}
         if lat.size else {},
         "stat": stat, "protocol": protocol_name(ds.header), "normalised": ds.duet,
@@ -123,7 +123,8 @@ def summary(ds: Dataset, stat: str = "median_ms") -> dict[str, Any]:
         "drift": drift(ds, stat), "drift_raw": drift(ds, stat, normalised=False),
         "reference_windows": reference_windows(ds, stat) if ds.duet else {},
         "noise_floor_unflagged": noise_floor(ds, stat, unflagged=True) if ds.duet else {}, "median_stage_ms": stages,
-        "rows_per_run": run_rows, "unreadable_lines": ds.unreadable_lines, "set_aside_lines": ds.set_aside,
+        "rows_per_run": run_rows, "anchors": ds.anchors() if ds.duet else [],
+        "levels": ds.levels("min_ms") if ds.duet else {}, "unreadable_lines": ds.unreadable_lines, "set_aside_lines": ds.set_aside,
         "warnings": journal_warnings(ds), "header": ds.header,
     }
 

@@ -54,7 +54,8 @@ FORMAT = "latkit-latency-dataset"
 FORMAT_VERSION = 2  # 2: the reference's statistics from each row's window (ref_*) and the ratio; 1 reads as solo
 READABLE_VERSIONS = (1, 2)
 META_KEY = b"latkit"
-KINDS = ("sample", "repeat", "reference", "model")  # model: a user's ONNX model (latkit bench MODEL.onnx)
+# model: a user's ONNX model (latkit bench MODEL.onnx); anchor: one of the file's anchors re-timed by a later run
+KINDS = ("sample", "repeat", "reference", "model", "anchor")
 STATUSES = ("ok", "error")
 STAT_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "p10_ms", "p90_ms", "iqm_ms")
 STAGE_COLUMNS = ("build_ms", "prepare_ms", "warmup_ms", "timing_ms", "timing_cpu_ms")
@@ -75,6 +76,11 @@ BASELINE_PERCENTILE = 10.0  # Dataset.baseline_ms: the reference's latency that 
 # in a slow state there. The ratio cancels a slowdown that scales both programs alike; a flagged window is where one
 # that does not would show.
 REFERENCE_BOUND_PCT = 10.0
+# A frozen file names this many of its samples, of typical sizes (ratios at the 10th to 90th percentile), as its
+# anchors: every later run that appends to it re-times them first (kind 'anchor'), and the median of their ratio
+# against the file's is that run's level, divided out of its normalised latencies (Dataset.levels; RESULTS "A unit
+# that holds across days").
+ANCHORS = 8
 # Python types a journal row's values may have, per column (None is always allowed).
 _PY_TYPES = tuple((f.name, (str,) if f.type == pa.string() else (int,) if f.type == pa.int64() else (int, float))
                   for f in SCHEMA)
@@ -451,7 +457,21 @@ class Dataset:
             return None
         status = np.asarray(self.table.column("status").to_pylist())
         return {"ms": ms, "percentile": BASELINE_PERCENTILE, "windows": int((status == "ok").sum()),
-                "frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "anchors": self._pick_anchors()}
+
+    def _pick_anchors(self) -> list[int]:
+        """``ANCHORS`` sample indices of typical size: the ok samples at evenly spaced ratio percentiles from the
+        10th to the 90th (none when the file holds fewer than 4 x ``ANCHORS``); a file that has anchors keeps them."""
+        if self.anchors():
+            return self.anchors()
+        s = self.samples()
+        if s.num_rows < 4 * ANCHORS:
+            return []
+        ratio = np.asarray(s.column("min_ms").to_pylist(), dtype=np.float64) / np.asarray(
+            s.column("ref_min_ms").to_pylist(), dtype=np.float64)
+        order = np.argsort(ratio, kind="stable")
+        ranks = np.round(np.linspace(0.1, 0.9, ANCHORS) * (len(order) - 1)).astype(int)
+        return sorted(int(s.column("index")[int(order[k])].as_py()) for k in ranks)
 
     def flagged(self, table: pa.Table, stat: str = "min_ms") -> np.ndarray:
         """Mask of the rows of ``table`` whose window's reference ran more than ``REFERENCE_BOUND_PCT`` slower than
@@ -461,12 +481,36 @@ class Dataset:
 
     def latency_ms(self, table: pa.Table, stat: str = "min_ms", normalised: bool = True) -> np.ndarray:
         """``stat`` for each row of ``table`` (rows of this dataset), in ms: normalised (where the dataset is a
-        duet) as the row's ratio to the reference in its own window times ``baseline_ms(stat)``, else raw."""
+        duet) as the row's ratio to the reference in its own window, over its run's level (``levels``), times
+        ``baseline_ms(stat)``; else raw."""
         raw = np.asarray(table.column(stat).to_pylist(), dtype=np.float64)
         if not (normalised and self.duet):
             return raw
         ref = np.asarray(table.column(f"ref_{stat}").to_pylist(), dtype=np.float64)
-        return raw / ref * self.baseline_ms(stat)
+        levels = self.levels(stat)
+        level = np.array([levels.get(r, 1.0) for r in table.column("run_id").to_pylist()], dtype=np.float64)
+        return raw / ref / level * self.baseline_ms(stat)
+
+    def anchors(self) -> list[int]:
+        """The sample indices a later run re-times first (``ANCHORS``), as frozen in the header; none for a file
+        frozen before anchors existed (``latkit dataset rebase`` names them) or too small to have them."""
+        record = self.header.get("baseline")
+        return list(record.get("anchors", [])) if isinstance(record, dict) else []
+
+    def levels(self, stat: str = "min_ms") -> dict[str, float]:
+        """run_id -> the run's level: the median, over the anchors it re-timed, of the anchor's ratio to the
+        reference in this run over its ratio in the file's sample row. A run that re-timed none (the runs that
+        made the unit) has level 1 and is left out."""
+        kind, status = self.column("kind"), self.column("status")
+        ok = status == "ok"
+        ratio = self.column(stat).astype(np.float64) / self.column(f"ref_{stat}").astype(np.float64)
+        index = self.column("index")
+        first = {int(i): float(r) for i, r, k, good in zip(index, ratio, kind, ok) if k == "sample" and good}
+        per_run: dict[str, list[float]] = {}
+        for i, r, k, good, run in zip(index, ratio, kind, ok, self.column("run_id")):
+            if k == "anchor" and good and int(i) in first and np.isfinite(r):
+                per_run.setdefault(str(run), []).append(r / first[int(i)])
+        return {run: float(np.median(v)) for run, v in per_run.items()}
 
     def samples(self, ok_only: bool = True) -> pa.Table:
         """The training rows: kind 'sample' and status 'ok'; with ``ok_only=False`` one row per sample index: its

@@ -52,23 +52,22 @@ def time_model(model: Any, backend: str = "onnxruntime", device: str = "cpu", *,
     return LatencyStats(**{k: row[k] for k in LatencyStats.__dataclass_fields__})
 
 
-CALIBRATION_WINDOWS = 5  # duet windows of the reference; the fastest is "the reference here now"
+CALIBRATION_WINDOWS = 5  # without anchors: duet windows of the reference; the fastest is "the reference here now"
 
 
-def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, float]:
+def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, Any]:
     """Scale a predictor's milliseconds to this machine, now.
 
     A predictor fitted on a duet dataset predicts normalised milliseconds: ratios to the reference timed beside
-    each architecture, times the reference's baseline on the host that measured the dataset (a low percentile of
-    the statistic it learned, over the reference's windows). This times that reference here the way its windows were
-    timed there: DARTS_V2 at the predictor's network configuration, on its backend, device and options, with its
-    protocol, beside another DARTS_V2 (a duet), ``windows`` times. ``reference_ms`` is the fastest window's statistic:
-    the baseline is the host's fast state (a low percentile), and on a dataset's own windows the fastest of 5
-    consecutive ones is within 1% of it in the median, where their median is up to 4% above it
-    (``benchmarks/calibration_windows.py``, RESULTS "The duet protocol"). Returns ``{"reference_ms": ..., "baseline_ms": ..., "scale": reference_ms / baseline_ms}``:
-    multiply a prediction by ``scale`` for this machine's milliseconds. Use it when the absolute latency matters on a
-    host other than the dataset's, or on a day it runs slower; a search penalty needs none (it divides by the
-    predicted DARTS_V2 latency).
+    each architecture, times the reference's baseline on the host that measured the dataset. Where the predictor
+    records its dataset's anchors (architectures of typical size, ``Dataset.anchors``), each is timed here the way
+    the dataset's rows were (its network configuration, backend, options and protocol, beside DARTS_V2), and the
+    scale is the median of its latency here over its normalised latency there: one reference cannot stand for
+    every architecture, whose ratio to it moves with the day and the process by up to a few % (RESULTS "A unit that
+    holds across days"). Without anchors (a predictor fitted before them), DARTS_V2 is timed ``windows`` times and
+    the scale is its fastest window over the baseline. Returns ``{"scale", "reference_ms", "baseline_ms",
+    "anchors"}`` (how many anchors were timed, 0: the reference alone): multiply a prediction by ``scale`` for
+    this machine's milliseconds. A search penalty needs none (it divides by the predicted DARTS_V2 latency).
     """
     import numpy as np
 
@@ -87,14 +86,17 @@ def calibrate(predictor: Any, windows: int = CALIBRATION_WINDOWS) -> dict[str, f
     config = NetConfig(**meta["config"])
     backend = backend_class(meta["backend"])(meta["device"], protocol.threads, **meta.get("backend_options", {}))
     backend.check_available()
+    anchors = meta.get("anchors") or []
+    timed = [(parse(a["genotype"]), float(a["ms"])) for a in anchors] or [(PUBLISHED[REFERENCE], None)] * windows
     reference = Reference(backend, reference_source(config))  # one that cannot run raises ReferenceFailure
     try:
-        rows = [time_genotype(backend, PUBLISHED[REFERENCE], config, protocol, "calibration", reference)
-                for _ in range(windows)]
+        rows = [time_genotype(backend, g, config, protocol, "calibration", reference) for g, _ in timed]
     finally:
         reference.close()
     failed = [r["error"] for r in rows if r["status"] != "ok"]
     if failed:
-        raise LatkitError(f"{meta['backend']}/{meta['device']} cannot time the reference here: {failed[0]}")
-    here = float(np.min([r[f"ref_{meta['stat']}"] for r in rows]))
-    return {"reference_ms": here, "baseline_ms": float(meta["baseline_ms"]), "scale": here / meta["baseline_ms"]}
+        raise LatkitError(f"{meta['backend']}/{meta['device']} cannot time the calibration here: {failed[0]}")
+    stat, baseline = meta["stat"], float(meta["baseline_ms"])
+    here = float(np.min([r[f"ref_{stat}"] for r in rows]))
+    scale = float(np.median([r[stat] / ms for r, (_, ms) in zip(rows, timed)])) if anchors else here / baseline
+    return {"scale": scale, "reference_ms": here, "baseline_ms": baseline, "anchors": len(anchors)}

@@ -12,6 +12,9 @@ Policy, in one place:
   the noise floor);
 - every ``reference_every`` samples a worker times DARTS_V2 as it times a sample (a ``reference`` row: drift);
   it comes first on each worker, so a backend that cannot run it stops the campaign before any architecture;
+- on a file whose unit is frozen with anchors, each worker next re-times those anchors (``anchor`` rows): the
+  median of their ratios against the file's is its run's level (``Dataset.levels``), so rows it adds on another
+  day or host are in the file's unit;
 - ``max_consecutive_failures`` failed architectures in a row stop the campaign (the backend is broken): samples
   only, a repeat (an architecture measured before) neither counts nor breaks the streak;
 - a job whose worker dies is queued again at the front; an architecture that killed ``max_deaths`` workers
@@ -73,7 +76,7 @@ class Shard:
 
 @dataclass(frozen=True)
 class Job:
-    """One timing: ``kind`` 'sample' or 'repeat' of sample ``index``, or 'reference' (index -1)."""
+    """One timing: ``kind`` 'sample', 'repeat' or 'anchor' of sample ``index``, or 'reference' (index -1)."""
 
     kind: str
     index: int
@@ -120,7 +123,8 @@ class Worker:
             self.burnt_in = True
         timestamp = now()
         genotype = PUBLISHED[REFERENCE] if job.kind == "reference" else sample(self.seed, job.index)
-        what = {"sample": f"sample {job.index}", "repeat": f"repeat of sample {job.index}"}.get(job.kind, job.kind)
+        what = {"sample": f"sample {job.index}", "repeat": f"repeat of sample {job.index}",
+                "anchor": f"anchor {job.index}"}.get(job.kind, job.kind)
         if isinstance(source, dict):
             cols = source
         elif isinstance(source, ModelSource):
@@ -283,8 +287,9 @@ def run(executor: Executor, *, seed: int, count: int, out: str | Path, shard: Sh
         writer, existing = open_writer(out, header, force=force, freeze=shard.n == 1)  # a shard's unit: at merge
         try:
             todo, measured, skipped, retried = plan(existing, count, indices, shard, retry_errors)
+            anchors = existing.anchors() if existing is not None and existing.duet else []
             engine = _Engine(executor, writer, header, seed, reference_every, repeat_every, max_consecutive_failures,
-                             max_deaths, measured, len(todo), progress, str(out))
+                             max_deaths, measured, len(todo), progress, str(out), anchors)
             if todo:
                 executor.start(writer, len(todo))
                 engine.drive(todo)
@@ -316,7 +321,7 @@ class _Engine:
 
     def __init__(self, executor: Executor, writer: Writer, header: dict[str, Any], seed: int, reference_every: int,
                  repeat_every: int, max_failures: int, max_deaths: int, measured: set[int], total: int,
-                 progress: Progress | None, out: str):
+                 progress: Progress | None, out: str, anchors: Iterable[int] = ()):
         self.executor, self.writer, self.seed, self.out = executor, writer, seed, out
         self.reference_every, self.repeat_every = reference_every, repeat_every
         self.max_failures, self.max_deaths = max_failures, max_deaths
@@ -325,6 +330,8 @@ class _Engine:
         self.queue: collections.deque[Job] = collections.deque()
         self.repeats: collections.deque[Job] = collections.deque()
         self.since_reference: dict[str, int] = {}  # worker -> samples since its last reference row
+        self.anchors = list(anchors)
+        self.anchors_due: dict[str, collections.deque[Job]] = {}  # worker -> its anchors not yet handed out
         self.deaths: collections.Counter[int] = collections.Counter()  # sample index -> workers it was lost with
         self.finished = self.failures = self.streak = self.requeued = self.killers = 0
 
@@ -352,6 +359,10 @@ class _Engine:
         if self.reference_every > 0 and self.queue and (due is None or due >= self.reference_every):
             self.since_reference[worker] = 0  # the reference row is under way
             return Job("reference", -1)
+        if self.queue and worker not in self.anchors_due:
+            self.anchors_due[worker] = collections.deque(Job("anchor", i) for i in self.anchors)
+        if self.anchors_due.get(worker):
+            return self.anchors_due[worker].popleft()
         if self.repeats:
             return self.repeats.popleft()
         return self.queue.popleft() if self.queue else None
@@ -359,8 +370,8 @@ class _Engine:
     def lost(self, job: Job, died: Died) -> dict[str, Any] | None:
         """A job lost with a worker: queued again at the front; an architecture whose own worker died under it
         ``max_deaths`` times (as a sample or a repeat) becomes its error row instead."""
-        if job.kind == "reference":
-            return None  # a reference comes first on the dead worker's replacement (a new worker id) anyway
+        if job.kind in ("reference", "anchor"):
+            return None  # the dead worker's replacement (a new worker id, a new run) times its own anyway
         if died.its_own:
             self.deaths[job.index] += 1
             if self.deaths[job.index] >= self.max_deaths:

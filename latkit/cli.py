@@ -290,7 +290,8 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
                   highlight=False)
     superseded = f", {s['superseded']} error rows superseded by a retry" if s["superseded"] else ""
     console.print(f"rows {s['rows']}: {s['samples']} samples ({s['failures']} failed{superseded}), {s['repeats']} "
-                  f"repeats, {s['references']} reference timings", highlight=False)
+                  f"repeats, {s['references']} reference timings"
+                  + (f", {s['anchor_rows']} anchor timings" if s["anchor_rows"] else ""), highlight=False)
     norm = "normalised " if s["normalised"] else ""
     if lat:
         console.print(f"{norm}{s['stat']}: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f} ms",
@@ -318,10 +319,16 @@ def _cmd_dataset_info(args: argparse.Namespace, console: Console) -> int:
     if h.get("backend_options"):
         console.print(f"backend options {h['backend_options']}", highlight=False)
     console.print(f"environment {h['environment']}", highlight=False)
+    if s["anchors"]:
+        console.print(f"anchors (re-timed first by every later run; its level divided out): samples "
+                      f"{', '.join(map(str, s['anchors']))}", highlight=False)
     for run_id, rows in s["rows_per_run"].items():
         run = ds.runs.get(run_id)
+        level = s["levels"].get(run_id)
         console.print(f"run {run_id}: {rows} rows, " + (describe_run(run) if run else "no provenance recorded "
-                      "(written before latkit recorded runs)"), highlight=False)
+                      "(written before latkit recorded runs)")
+                      + (f", level {100 * (level - 1):+.2f}% (min_ms ratio over the file's, median of its anchors)"
+                         if level is not None else ""), highlight=False)
     return 0
 
 
@@ -416,8 +423,10 @@ def _cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
         cal = calibrate(predictor)
         scale = cal["scale"]
-        print(f"calibrated: {predictor.meta.get('reference')} runs here now in {cal['reference_ms']:.3f} ms, the "
-              f"dataset's baseline {cal['baseline_ms']:.3f} ms: scale {scale:.4f}", file=sys.stderr)
+        how = (f"{cal['anchors']} of its dataset's anchors timed here now" if cal["anchors"] else
+               f"{predictor.meta.get('reference')} runs here now in {cal['reference_ms']:.3f} ms, the dataset's "
+               f"baseline {cal['baseline_ms']:.3f} ms")
+        print(f"calibrated: {how}: scale {scale:.4f}", file=sys.stderr)
     ms = scale * float(predictor.predict_ms(x)[0])
     unit = "raw (this machine now, calibrated)" if args.calibrate else predictor.unit
     interval = ""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from scipy import stats as sstats
 
 from latkit.datasets.store import STAT_COLUMNS, Dataset, load
@@ -168,6 +169,15 @@ def out_of_fold_ms(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarr
     return pred
 
 
+def anchor_meta(ds: Dataset, stat: str = DEFAULT_STAT) -> list[dict[str, Any]]:
+    """The dataset's anchors as a predictor records them: each one's genotype and normalised latency (ms), which
+    ``latkit.calibrate`` times again on the user's machine."""
+    anchors = set(ds.anchors())
+    rows = ds.samples().filter(pa.array([i in anchors for i in ds.samples().column("index").to_pylist()]))
+    return [{"index": int(i), "genotype": g, "ms": float(ms)} for i, g, ms in
+            zip(rows.column("index").to_pylist(), rows.column("genotype").to_pylist(), ds.latency_ms(rows, stat))]
+
+
 def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.ndarray, y: np.ndarray,
           held_out: dict[str, Any] | None, fit_s: float, report: dict[str, Any]) -> dict[str, Any]:
     """What a fitted predictor records about its data: target (backend, device, options, network, protocol),
@@ -179,6 +189,7 @@ def _meta(ds: Dataset, path: str | Path, stat: str, normalised: bool, index: np.
         "backend_options": h.get("backend_options", {}), "protocol": h.get("protocol", {}),
         "stat": stat, "normalised": normalised, "reference": h.get("reference"),
         "baseline_ms": ds.baseline_ms(stat) if normalised else None,
+        "anchors": anchor_meta(ds, stat) if normalised else [],
         "dataset": Path(path).name, "dataset_hash": dataset_hash(index, y),
         "environment_hash": hashlib.sha256(json.dumps(h["environment"], sort_keys=True).encode()).hexdigest()[:16],
         "environment": h["environment"], "training_size": int(len(index)), "held_out": held_out,
