@@ -12,9 +12,10 @@ Policy, in one place:
   the noise floor);
 - every ``reference_every`` samples a worker times DARTS_V2 as it times a sample (a ``reference`` row: drift);
   it comes first on each worker, so a backend that cannot run it stops the campaign before any architecture;
-- on a file whose unit is frozen with anchors, each worker next re-times those anchors (``anchor`` rows): the
-  median of their ratios against the file's is its run's level (``Dataset.levels``), so rows it adds on another
-  day or host are in the file's unit;
+- on a file whose unit is frozen with anchors, each worker next re-times those anchors (``anchor`` rows), and one
+  of them in turn with each later reference row (a process's level settles over its first minutes on OpenVINO):
+  the median of their ratios against the file's is its run's level (``Dataset.levels``), so rows it adds on
+  another day or host are in the file's unit;
 - ``max_consecutive_failures`` failed architectures in a row stop the campaign (the backend is broken): samples
   only, a repeat (an architecture measured before) neither counts nor breaks the streak;
 - a job whose worker dies is queued again at the front; an architecture that killed ``max_deaths`` workers
@@ -332,6 +333,7 @@ class _Engine:
         self.since_reference: dict[str, int] = {}  # worker -> samples since its last reference row
         self.anchors = list(anchors)
         self.anchors_due: dict[str, collections.deque[Job]] = {}  # worker -> its anchors not yet handed out
+        self.anchor_turn = 0  # which anchor is re-timed beside the next reference row
         self.deaths: collections.Counter[int] = collections.Counter()  # sample index -> workers it was lost with
         self.finished = self.failures = self.streak = self.requeued = self.killers = 0
 
@@ -358,6 +360,9 @@ class _Engine:
         due = self.since_reference.get(worker)
         if self.reference_every > 0 and self.queue and (due is None or due >= self.reference_every):
             self.since_reference[worker] = 0  # the reference row is under way
+            if worker in self.anchors_due and self.anchors:  # and one anchor more, in turn: the run's level
+                self.anchors_due[worker].append(Job("anchor", self.anchors[self.anchor_turn % len(self.anchors)]))
+                self.anchor_turn += 1
             return Job("reference", -1)
         if self.queue and worker not in self.anchors_due:
             self.anchors_due[worker] = collections.deque(Job("anchor", i) for i in self.anchors)

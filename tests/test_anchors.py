@@ -38,10 +38,11 @@ def test_a_later_run_is_read_back_in_the_files_unit(tmp_path: Path) -> None:
     anchors = first.anchors()
     assert len(anchors) == ANCHORS and set(anchors) <= set(range(40))
     assert not first.levels()  # the run that made the unit re-timed nothing
-    run_campaign(DayBackend(1.25), TINY, PROTOCOL, seed=0, count=48, out=out, repeat_every=0)
+    run_campaign(DayBackend(1.25), TINY, PROTOCOL, seed=0, count=48, out=out, repeat_every=0, reference_every=3)
     ds = load(out)
     kind = ds.column("kind")
-    assert sorted(ds.column("index")[kind == "anchor"].tolist()) == sorted(anchors)
+    retimed = ds.column("index")[kind == "anchor"].tolist()  # all first, then one beside each later reference row
+    assert retimed[:ANCHORS] == anchors and retimed[ANCHORS:] == anchors[:2]
     (run, level), = ds.levels().items()
     assert level == pytest.approx(1.25, rel=0.08)
     assert ds.anchors() == anchors  # the unit, anchors included, stays frozen
