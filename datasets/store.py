@@ -21,17 +21,21 @@ protocol, seed and the environment fingerprint of the campaign, plus ``runs``: f
 Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSON lines: a ``header`` record, one
 ``run`` record per run, then ``row`` records) and folded into the Parquet file by an atomic replace every few rows
 and at the end; a reader sees both, so ``kill -9`` loses at most the architecture in flight. A writer holds an OS
-lock (flock) on ``FILE.lock`` for its whole run, so a second writer is refused instead of interleaving; the lock goes
-with the process however it ends (a lock file left behind by a killed writer means nothing) and the file is removed
-on release. A symlink to a dataset is the dataset: its journal, lock and replacements are those of the real file.
+lock (flock) on ``FILE.lock`` for its whole run (and on Linux an abstract socket named after it, which deleting the
+file does not remove), so a second writer is refused instead of interleaving; the lock goes with the process however
+it ends (a lock file left behind by a killed writer means nothing) and the file is removed on release. A symlink to a dataset is the dataset: its journal, lock and replacements are those of the real file.
 A journal line that cannot be read is counted (``Dataset.unreadable_lines``), never silently dropped: a partial last
 line (a write cut short by a crash) is cut off when a writer resumes; any other unreadable line is moved by
 compaction to ``FILE.journal.rejected``.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +104,8 @@ class DatasetError(LatkitError):
 def real_path(path: str | Path) -> Path:
     """``path``, or the file it links to if it is a symlink: every name of a dataset maps to one journal and one
     lock, and an atomic replace writes the file, not over the link."""
+    if not str(path).strip() or Path(path).name in ("", ".", ".."):
+        raise DatasetError(f"{str(path)!r} names no dataset file (give a path like runs/d.parquet)")
     path = Path(path)
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
@@ -204,20 +210,38 @@ def header_diff(a: dict[str, Any], b: dict[str, Any], with_environment: bool = T
 class WriterLock:
     """An OS lock (flock) on ``FILE.lock``: released with the process however it ends, so only a held lock counts,
     never a file left behind; the file is removed on release, before the lock goes (a process that opened it
-    meanwhile sees, once it gets the lock, that the file is gone and takes a new one)."""
+    meanwhile sees, once it gets the lock, that the file is gone and takes a new one). On Linux the writer also
+    binds an abstract socket named after the lock's path, which no file operation can remove: a ``FILE.lock``
+    deleted under a running writer lets no second one in."""
 
     def __init__(self, path: Path):
         self.path = path
         self.fd: int | None = None
+        self.sock: socket.socket | None = None
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False if another process (or another writer here) holds it."""
+        if sys.platform.startswith("linux"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind("\0latkit-writer:" + hashlib.sha256(os.fsencode(self.path)).hexdigest())
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    return False
+                raise
+            self.sock = sock
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError:
+                self._unbind()
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
+                self._unbind()
                 if isinstance(exc, BlockingIOError):
                     return False
                 raise
@@ -230,6 +254,11 @@ class WriterLock:
                 return True
             os.close(fd)  # its holder removed it before we got the lock: lock the file there now
 
+    def _unbind(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
     def release(self) -> None:
         if self.fd is None:
             return
@@ -238,6 +267,7 @@ class WriterLock:
         finally:
             os.close(self.fd)  # releases the lock
             self.fd = None
+            self._unbind()
 
 
 def _lock(path: Path) -> WriterLock | FileLock:
@@ -620,12 +650,17 @@ class Writer:
                 records.append({"run": {"run_id": run_id, **run}})
                 self.header = dict(self.header, runs={**self.header.get("runs", {}), run_id: run})
         records.append({"row": row})
+        size = 0 if new else jp.stat().st_size
         try:
             with open(jp, "a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:  # a full disk, a file system remounted read-only
+            try:  # no torn line of this row left behind: the journal as it was (none if this made it)
+                jp.unlink(missing_ok=True) if new else os.truncate(jp, size)
+            except OSError:
+                pass
             raise DatasetError(f"cannot append to {jp} ({exc.strerror or exc}): every row of {self.path} written "
                                "before is safe in it or in the file; make room, then rerun to resume") from None
         if new:
@@ -784,7 +819,10 @@ def merge(paths: Iterable[str | Path], out: str | Path, force: bool = False, reb
                   else merged.baseline_record())
         if record is not None:
             header["baseline"] = record
-        write(out, header, merged.table)
+        try:
+            write(out, header, merged.table)
+        except OSError as exc:  # a full disk, a read-only file system
+            raise DatasetError(f"cannot write {out} ({exc.strerror or exc}); the inputs are unchanged") from None
         for p, (_, journal) in zip(paths, loaded):
             if p.resolve() == out.resolve() and journal_path(out).exists():  # its rows are in the new file now
                 _set_aside(out, journal)

@@ -373,8 +373,10 @@ def _cmd_dataset_validate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from latkit.predictors import fit_dataset
+    from latkit.predictors.base import check_save_path
     from latkit.predictors.fitting import fit_transfer
 
+    check_save_path(args.out)  # before the fit: a path it cannot save to is one line, not a fit's warnings and one
     if args.prior:
         predictor, held_out = fit_transfer(args.dataset, args.prior, stat=args.stat, train_size=args.train_size,
                                            seed=args.seed, prior_kind=args.prior_model, normalised=not args.raw)

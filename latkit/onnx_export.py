@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from latkit.atomic import atomic_path
 from latkit.errors import LatkitError
 from latkit.network import Cell, Network
 from latkit.ops import FactorizedReduce, Zero
@@ -166,8 +167,14 @@ def to_onnx(model: Network) -> onnx.ModelProto:
 
 
 def export(model: Network, path: str | Path) -> Path:
-    """Write the network's ONNX file to ``path``."""
+    """Write the network's ONNX file to ``path`` whole (a temporary file renamed over it): a full disk leaves no
+    partial file, and says so in one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_onnx(model).SerializeToString())
+    data = to_onnx(model).SerializeToString()
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename and exc.filename != str(path) else ""
+        raise LatkitError(f"cannot write {path} ({where}{exc.strerror or exc}); nothing was written") from None
     return path

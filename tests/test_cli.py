@@ -95,7 +95,7 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys: pytest.CaptureFixture[s
     blocker.write_text("")  # a file where a directory is expected: NotADirectoryError, an OSError
     assert main(["export", "DARTS_V2", "--out", str(blocker / "m.onnx")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"latkit: error: {blocker}: ")
+    assert err.count("\n") == 1 and err.startswith("latkit: error: cannot write ") and str(blocker) in err
 
 
 def test_backends_prints_the_real_install_command(capsys: pytest.CaptureFixture[str],

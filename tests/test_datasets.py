@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -498,6 +499,20 @@ def test_a_symlink_to_a_dataset_being_written_takes_the_same_lock(tmp_path: Path
     second.close()
     assert link.is_symlink() and load(real).table.column("index").to_pylist() == [0, 1]
     assert not list(tmp_path.glob("*.lock"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the abstract-socket lock is Linux's")
+def test_deleting_the_lock_file_under_a_writer_lets_no_second_one_in(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    first, _ = open_writer(path, HEADER)
+    first.append(row(0, 1.0))
+    store.lock_path(path).unlink()  # what a user tidying up might do
+    with pytest.raises(DatasetError, match="being written by another latkit process"):
+        open_writer(path, HEADER)
+    first.close()
+    second, _ = open_writer(path, HEADER)  # released with the first writer
+    second.close()
+    assert load(path).table.column("index").to_pylist() == [0] and not store.lock_path(path).exists()
 
 
 def test_the_lock_is_the_os_lock_and_its_file_goes_on_release(tmp_path: Path) -> None:

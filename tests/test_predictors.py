@@ -272,3 +272,20 @@ def test_fit_on_very_few_rows_prints_no_nan_and_no_warning(tmp_path: Path, capsy
     captured = capsys.readouterr()
     assert "held-out 1:" in captured.out and "Kendall n/a" in captured.out and "nan" not in captured.out
     assert "Warning" not in captured.err
+
+
+def test_an_embedded_predictor_refuses_weights_from_another(tmp_path: Path) -> None:
+    """The embedded directories record their digests too: torch's weights copied into onnxruntime's are refused."""
+    import shutil
+    from importlib import resources
+
+    from latkit.predictors import load_predictor
+    from latkit.predictors.base import PredictorError
+
+    root = Path(str(resources.files("latkit") / "predictors" / "pretrained"))
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "onnxruntime_cpu_b1_r32_c36_l20_groups", mixed)
+    assert load_predictor(str(mixed)).kind == "groups"
+    shutil.copy(root / "torch_cpu_b1_r32_c36_l20_groups" / "weights.safetensors", mixed / "weights.safetensors")
+    with pytest.raises(PredictorError, match="weights.safetensors differs"):
+        load_predictor(str(mixed))

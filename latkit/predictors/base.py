@@ -4,8 +4,8 @@ A saved predictor is a directory: ``predictor.json`` (kind, hyper-parameters, me
 file (safetensors for the torch models, XGBoost's UBJSON for trees). Metadata records backend, device fingerprint,
 dataset hash, encoding version, training size and held-out metrics; ``sha256`` the digest of every other file of the
 directory (a transfer predictor's ``prior_*`` included), so weights from another save are refused. A directory is
-written whole (a temporary sibling renamed over it). The embedded predictors predate the digests: a predictor.json
-without them is read as before.
+written whole (a temporary sibling renamed over it). A predictor.json without digests (saved by a latkit before
+them) is read as before; the embedded ones record theirs.
 """
 from __future__ import annotations
 
@@ -130,12 +130,16 @@ class Predictor(ABC):
         """Write ``directory`` whole: weights and predictor.json (with their digests) into a temporary sibling,
         renamed over it, so a crash leaves the old directory or the new one, never a mix. An existing directory is
         replaced only if it is a saved predictor (or empty)."""
-        directory = _replaceable(Path(directory))
+        directory = check_save_path(Path(directory))
         directory.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(directory)
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=temp_prefix(directory), suffix=".tmp"))
         try:
-            self._save_weights(tmp)
+            try:
+                self._save_weights(tmp)
+            except Exception as exc:  # OSError, or the weight library's own error for one (a full disk)
+                raise PredictorError(f"cannot save the predictor to {directory}: {one_line(exc)}; nothing there "
+                                     "was replaced") from None
             doc = {"kind": self.kind, "params": self.params, "meta": self.meta, "encoding_version": ENCODING_VERSION,
                    "encoding_size": ENCODING_SIZE, DIGESTS: _digests(tmp)}
             (tmp / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -145,6 +149,9 @@ class Predictor(ABC):
                     with open(path, "rb") as f:
                         os.fsync(f.fileno())
             _replace_dir(tmp, directory)
+        except OSError as exc:
+            raise PredictorError(f"cannot save the predictor to {directory}: {exc.strerror or exc}; nothing there "
+                                 "was replaced") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return directory
@@ -242,7 +249,7 @@ def _digests(directory: Path) -> dict[str, str]:
 
 def check_digests(directory: Path, doc: dict[str, Any]) -> None:
     """Each file predictor.json records a digest of must be there with that digest (none recorded: a directory
-    saved before latkit recorded them, such as the embedded ones, is read as it is)."""
+    saved before latkit recorded them is read as it is)."""
     recorded = doc.get(DIGESTS)
     if recorded is None:
         return
@@ -260,9 +267,15 @@ def check_digests(directory: Path, doc: dict[str, Any]) -> None:
                                  "the predictor or save it again")
 
 
-def _replaceable(directory: Path) -> Path:
+def check_save_path(directory: Path) -> Path:
     """Where ``save`` may write ``directory``: the directory a symlink points to; refused where it would replace
-    a file or a directory that is not a saved predictor."""
+    a file or a directory that is not a saved predictor, or under a file (the CLI asks before fitting)."""
+    directory = Path(directory)
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PredictorError(f"cannot save a predictor to {directory}: {parent} is a file, not a directory")
     if directory.is_symlink():
         directory = Path(os.path.realpath(directory))
     if directory.exists():
