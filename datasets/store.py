@@ -224,7 +224,7 @@ class WriterLock:
         if sys.platform.startswith("linux"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.bind("\0latkit-writer:" + hashlib.sha256(os.fsencode(self.path)).hexdigest())
+                sock.bind("\0latkit-writer:" + hashlib.sha256(os.fsencode(os.path.realpath(self.path))).hexdigest())
             except OSError as exc:
                 sock.close()
                 if exc.errno == errno.EADDRINUSE:

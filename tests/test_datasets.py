@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -507,8 +508,10 @@ def test_deleting_the_lock_file_under_a_writer_lets_no_second_one_in(tmp_path: P
     first, _ = open_writer(path, HEADER)
     first.append(row(0, 1.0))
     store.lock_path(path).unlink()  # what a user tidying up might do
-    with pytest.raises(DatasetError, match="being written by another latkit process"):
-        open_writer(path, HEADER)
+    (tmp_path / "linkdir").symlink_to(tmp_path)
+    for other in (path, tmp_path / "linkdir" / "d.parquet", Path(os.path.relpath(path))):
+        with pytest.raises(DatasetError, match="being written by another latkit process"):
+            open_writer(other, HEADER)
     first.close()
     second, _ = open_writer(path, HEADER)  # released with the first writer
     second.close()
