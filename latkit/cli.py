@@ -66,6 +66,26 @@ POSITIVE_FLOAT = _number(float, 0, low_open=True)
 FRACTION = _number(float, 0, 1)
 
 
+def PATH(text: str) -> str:
+    """An argparse type: a file or directory name, not empty (an empty --out would fall back to a default name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a file or directory")
+    return text
+
+
+def SHARD(text: str) -> Any:
+    """An argparse type: ``K/N`` as a campaign Shard, N bounded like every count."""
+    from latkit.campaign import Shard
+
+    try:
+        shard = Shard.parse(text)
+    except LatkitError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--shard ")) from None
+    if shard.n > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"N must be <= {MAX_COUNT}, got {text!r}")
+    return shard
+
+
 def _add_net_args(p: argparse.ArgumentParser) -> None:
     """Evaluation-network shape options shared by every command that builds a network."""
     from latkit.network import NetConfig
@@ -192,7 +212,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from latkit.backends.registry import get_backend
-    from latkit.campaign import Shard, run_campaign
+    from latkit.campaign import run_campaign
     from latkit.measure import default_dataset_name
     from latkit.selection import select_indices
 
@@ -222,7 +242,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
                 print(f"{done}/{total} architectures, {rate * 3600:.0f}/h, {failures} failed", flush=True)
 
         common = dict(count=args.count, out=out, indices=select_indices(args.seed, args.count, args.select, args.pool),
-                      shard=Shard.parse(args.shard), force=args.force, reference_every=args.reference_every,
+                      shard=args.shard, force=args.force, reference_every=args.reference_every,
                       repeat_every=args.repeat_every, retry_errors=args.retry_errors,
                       max_consecutive_failures=args.max_failures, progress=progress)
         if args.burn_in_s:
@@ -719,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a genotype's evaluation network as ONNX")
     p.add_argument("genotype", help="genotype string, JSON or published name")
-    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--out", type=PATH, required=True, help="output .onnx path")
     _add_net_args(p)
     p.set_defaults(handler=_cmd_export)
 
@@ -737,8 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=POSITIVE_INT, help="candidates for --select (default max(20 N, 1000); at most "
                                                      "100000 for diverse, 10000000 for random)")
     p.add_argument("--seed", type=SEED, default=0, help="sampling campaign seed (default 0)")
-    p.add_argument("--shard", default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
-    p.add_argument("--out", help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")
+    p.add_argument("--shard", type=SHARD, default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
+    p.add_argument("--out", type=PATH, help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")
     p.add_argument("--force", action="store_true",
                    help="append even if the environment fingerprint differs (never another backend, device, backend "
                         "options, network, protocol, seed or sampler)")
@@ -770,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset = sub.add_parser("dataset", help="inspect, merge and validate latency datasets")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
     p = dataset_sub.add_parser("info", help="rows, failures, latency range, noise floor, drift, fingerprint")
-    p.add_argument("file")
+    p.add_argument("file", type=PATH)
     p.add_argument("--stat", default="min_ms", choices=STAT_COLUMNS, help="statistic to summarise (default %(default)s)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--datasheet", action="store_true", help="print a Markdown datasheet")
@@ -778,8 +798,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", help="with --datasheet: free text on the measuring conditions")
     p.set_defaults(handler=_cmd_dataset_info)
     p = dataset_sub.add_parser("merge", help="join shards (refuses different fingerprints unless --force)")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("files", nargs="+", type=PATH)
+    p.add_argument("--out", type=PATH, required=True)
     p.add_argument("--force", action="store_true",
                    help="merge even if the environment fingerprints differ (never another backend, device, backend "
                         "options, network, protocol, seed or sampler)")
@@ -788,18 +808,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "from all its rows")
     p.set_defaults(handler=_cmd_dataset_merge)
     p = dataset_sub.add_parser("rebase", help="freeze a duet file's baseline (its unit) from all its rows now")
-    p.add_argument("file")
+    p.add_argument("file", type=PATH)
     p.set_defaults(handler=_cmd_dataset_rebase)
     p = dataset_sub.add_parser("validate", help="check a dataset file; a corrupt or foreign file is an error")
-    p.add_argument("file")
+    p.add_argument("file", type=PATH)
     p.set_defaults(handler=_cmd_dataset_validate)
 
     from latkit.predictors.fitting import DEFAULT_STAT, LATENCY_STATS
 
     p = sub.add_parser("fit", help="fit a latency predictor on a dataset and print its held-out metrics")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", type=PATH, required=True)
     p.add_argument("--model", default=AUTO, choices=kinds, help=f"predictor kind; {auto_help}")
-    p.add_argument("--out", required=True, help="directory for the saved predictor")
+    p.add_argument("--out", type=PATH, required=True, help="directory for the saved predictor")
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS,
                    help="latency statistic to learn (default %(default)s)")
     p.add_argument("--train-size", type=POSITIVE_INT, help="use only this many training architectures")
@@ -814,7 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_fit)
 
     p = sub.add_parser("predict", help="predicted latency (ms) of a genotype")
-    p.add_argument("--predictor", required=True, help="saved predictor directory, or a backend for its default")
+    p.add_argument("--predictor", type=PATH, required=True,
+                   help="saved predictor directory, or a backend for its default")
     p.add_argument("genotype")
     p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--model", default=AUTO, choices=kinds,
@@ -832,35 +853,36 @@ def build_parser() -> argparse.ArgumentParser:
                                          f"{AUTO} reads")
     p.add_argument("--write", action="store_true",
                    help="regenerate the shipped table from the shipped datasets (every kind fitted and scored)")
-    p.add_argument("--dataset", action="append", help="score these datasets instead (repeatable)")
-    p.add_argument("--out", help="write the table (JSON) here")
+    p.add_argument("--dataset", type=PATH, action="append", help="score these datasets instead (repeatable)")
+    p.add_argument("--out", type=PATH, help="write the table (JSON) here")
     p.set_defaults(handler=_cmd_recommend)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
     p = bench_sub.add_parser("predictors", help="every predictor x training size on a fixed held-out split")
-    p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--dataset", type=PATH, action="append", help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--models", help=f"comma-separated subset of {','.join(list_predictors())}")
     p.add_argument("--sizes", default="250,500,1000,2000,all", help="training sizes: integers >= 2 or 'all'")
     p.add_argument("--seeds", default="0", help="fit seeds (training subset and fit), e.g. 0,1,2: the fit's spread")
     p.add_argument("--stat", default=DEFAULT_STAT, choices=LATENCY_STATS)
-    p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
+    p.add_argument("--out", type=PATH, help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)
     p = bench_sub.add_parser("transfer", help="few-shot transfer between every pair of datasets, N = 5..100")
-    p.add_argument("--dataset", action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--dataset", type=PATH, action="append", help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--sizes", default="5,10,20,50,100")
     p.add_argument("--draws", type=POSITIVE_INT, default=20, help="random draws per N (default %(default)s)")
     p.add_argument("--prior-model", default=AUTO, choices=kinds,
                    help=f"the kind of each dataset's full-data predictor, the priors; {auto_help}")
-    p.add_argument("--out", help="directory for the Markdown table, JSON rows and PNG plots")
+    p.add_argument("--out", type=PATH, help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_transfer)
     p = bench_sub.add_parser("model", help="time your own ONNX model (also: latkit bench MODEL.onnx)")
-    p.add_argument("model", help="an ONNX file with one float32 input")
+    p.add_argument("model", type=PATH, help="an ONNX file with one float32 input")
     p.add_argument("--backend", required=True, choices=[n for n in list_backends() if backend_class(n).reads == "onnx"])
     p.add_argument("--device", choices=devices, help="default: cpu, or the backend's only device (tensorrt: cuda)")
     _add_backend_option(p)
     p.add_argument("--batch", type=POSITIVE_INT, help="size of a dynamic first (batch) dimension")
-    p.add_argument("--out", help="append the row to this Parquet file (latkit's dataset format, kind 'model')")
+    p.add_argument("--out", type=PATH,
+                   help="append the row to this Parquet file (latkit's dataset format, kind 'model')")
     p.add_argument("--reference", metavar="NAME|MODEL.onnx",
                    help="time the model beside this reference, run for run (a genotype or DARTS_V2-style name built at "
                         "the model's batch and resolution, or an ONNX file), and print the ratio")
@@ -875,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="device the target runs on (default %(default)s)")
         p.add_argument("--search-device", default="cpu", choices=devices,
                        help="device the search and training run on (default %(default)s)")
-        p.add_argument("--predictor", help="saved predictor directory (default: the target's embedded one)")
+        p.add_argument("--predictor", type=PATH, help="saved predictor directory (default: the target's embedded one)")
         p.add_argument("--force-predictor", action="store_true",
                        help="use a predictor fitted for another backend or device")
         p.add_argument("--model", default=AUTO, choices=differentiable,
@@ -903,7 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_args(p: argparse.ArgumentParser, batch: int) -> None:
         p.add_argument("--data", default="digits", choices=DATASETS)
-        p.add_argument("--data-dir", help="CIFAR-10 python-version folder")
+        p.add_argument("--data-dir", type=PATH, help="CIFAR-10 python-version folder")
         p.add_argument("--resolution", type=POSITIVE_INT, help="input size (default 16 for digits, 32 for CIFAR-10)")
         p.add_argument("--limit", type=POSITIVE_INT, help="use at most this many images per split")
         p.add_argument("--batch-size", type=POSITIVE_INT, default=batch)
@@ -917,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="several targets: penalise the sum or the worst of their latency / DARTS_V2 ratios "
                         "(default %(default)s)")
     p.add_argument("--no-measure", action="store_true", help="skip measuring the result on the target")
-    p.add_argument("--out", default=pipeline.DEFAULT_OUT, help="output directory (default %(default)s)")
+    p.add_argument("--out", type=PATH, default=pipeline.DEFAULT_OUT, help="output directory (default %(default)s)")
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("train", help="train a genotype's evaluation network and report test accuracy")
@@ -927,7 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=POSITIVE_INT, default=16)
     p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=POSITIVE_INT)
-    p.add_argument("--out", help="write the result JSON here")
+    p.add_argument("--out", type=PATH, help="write the result JSON here")
     p.add_argument("--out-dir", metavar="DIR", help="checkpoint every epoch in DIR; rerunning the same command "
                                                     "resumes after the last finished epoch")
     data_args(p, batch=96)
@@ -943,7 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-epochs", type=POSITIVE_INT, default=10)
     p.add_argument("--train-layers", type=POSITIVE_INT, default=8)
     p.add_argument("--train-channels", type=POSITIVE_INT, default=16)
-    p.add_argument("--out", default="runs/sweep")
+    p.add_argument("--out", type=PATH, default="runs/sweep")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
                    help="run each lambda's search and each training as a Ray task (auto: the cluster `ray start` runs "
                         "here; local: a private one); the measurements run one at a time on a claimed core")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import onnx
 import pytest
@@ -13,6 +15,14 @@ from latkit.space import PUBLISHED, Genotype, parse, sample
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert __version__ in capsys.readouterr().out
+
+
+def test_start_up_loads_no_scipy() -> None:
+    """Every command builds the whole parser first; SciPy there cost each command (a refusal, --version) ~0.7 s of
+    start-up (benchmarks/RESULTS.md, "Bad input and faults"). Fitting imports it when it scores."""
+    code = "import sys; from latkit.cli import build_parser; build_parser(); print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_space_sample_strings_and_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,6 +87,13 @@ def test_export(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
      "a pool of 200000 candidates is more than diverse selection draws from (at most 100000)"),
     (["sweep", "--target", "onnxruntime", "--seeds", "0,99999999999999999999"], "--seeds: must be <= "),
     (["search", "--target", "onnxruntime,,torch"], "--target has an empty item in 'onnxruntime,,torch'"),
+    (["measure", "--backend", "torch", "--count", "1", "--shard", "1/99999999999999999999"],
+     "--shard: N must be <= 10000000"),
+    (["measure", "--backend", "torch", "--count", "1", "--shard", "3/2"], "--shard: K/N needs 1 <= K <= N"),
+    # an empty path is refused, never replaced by a default name nor shown as a blank
+    (["measure", "--backend", "torch", "--count", "1", "--out", ""], "--out: is empty"),
+    (["predict", "--predictor", "", "DARTS_V2"], "--predictor: is empty"),
+    (["fit", "--dataset", "", "--out", "p"], "--dataset: is empty"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], fault: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from scipy import stats as sstats
 
 from latkit.datasets.store import STAT_COLUMNS, Dataset, load
 from latkit.predictors.base import KINDS, Predictor, PredictorError, conformal_rel, load_dir, make_predictor
@@ -74,6 +73,8 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         return {k: float("nan") for k in ("mape_pct", "rmse_ms", "within5_pct", "within10_pct", "spearman",
                                            "kendall")} | {"n": 0}
     ape = np.abs(y_pred - y_true) / y_true
+    from scipy import stats as sstats  # here, not at import: SciPy's stats cost every latkit command ~0.5 s
+
     ranked = len(y_true) >= 2 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
     return {"mape_pct": float(100 * ape.mean()), "rmse_ms": float(np.sqrt(np.mean((y_pred - y_true) ** 2))),
             "within5_pct": float(100 * (ape <= 0.05).mean()), "within10_pct": float(100 * (ape <= 0.10).mean()),

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
 from latkit.predictors.base import (Predictor, PredictorError, conformal_rel, differentiable_kinds, load_dir,
@@ -38,6 +37,8 @@ def _solve(a: np.ndarray, y: np.ndarray, penalty: np.ndarray,
     leave-two-out residuals: ``pair[i, j]`` is row j's residual when the fit leaves out rows i and j (nan on the
     diagonal). Both come from the hat matrix H by the leave-set-out identity ``e_S = (I - H_SS)^-1 r_S``; a row the
     fit interpolates has none (inf)."""
+    from scipy.linalg import cho_factor, cho_solve  # here, not at import: SciPy costs every latkit command
+
     gram = a.T @ a + np.diag(penalty)
     try:  # positive definite whenever the unpenalised columns (priors, shift) are independent: Cholesky, fast
         factor = cho_factor(gram)
