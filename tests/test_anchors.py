@@ -92,3 +92,31 @@ def test_calibrate_scales_by_the_anchors_timed_here(monkeypatch: pytest.MonkeyPa
                                   ((0, 2.0), (1, 3.0), (2, 4.0))]}
     cal = latkit.calibrate(predictor)
     assert cal == {"scale": pytest.approx(1.1), "reference_ms": 4.0, "baseline_ms": 4.0, "anchors": 3}
+
+
+def test_shards_from_two_hosts_merge_each_at_its_own_level(tmp_path: Path) -> None:
+    """A frozen file extended by two shards on two hosts (copies of it, merged): each shard's run re-times the
+    anchors, so each keeps its own level and the merged file reads both in the file's unit."""
+    import shutil
+
+    from latkit.campaign import Shard
+    from latkit.datasets.store import merge
+
+    base, steady = tmp_path / "f.parquet", tmp_path / "steady.parquet"
+    run_campaign(DayBackend(), TINY, PROTOCOL, seed=0, count=40, out=base, repeat_every=0)
+    parts = []
+    for k, day in ((1, 1.25), (2, 0.85)):
+        part = tmp_path / f"host{k}.parquet"
+        shutil.copy(base, part)
+        run_campaign(DayBackend(day), TINY, PROTOCOL, seed=0, count=60, out=part, shard=Shard(k, 2), repeat_every=0)
+        parts.append(part)
+    merged = tmp_path / "merged.parquet"
+    merge(parts, merged)
+    ds = load(merged)
+    assert sorted(ds.levels().values()) == [pytest.approx(0.85, rel=0.08), pytest.approx(1.25, rel=0.08)]
+    samples = ds.samples()
+    assert sorted(samples.column("index").to_pylist()) == list(range(60))  # the original rows once, both shards
+    run_campaign(DayBackend(), TINY, PROTOCOL, seed=0, count=60, out=steady, repeat_every=0)
+    order = np.argsort(samples.column("index").to_numpy())
+    norm = ds.latency_ms(samples)[order][40:] / load(steady).latency_ms(load(steady).samples())[40:]
+    assert np.all(np.abs(norm - 1) < 0.1), norm
