@@ -21,6 +21,23 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_out(path: str | Path, *, directory: bool = False) -> Path:
+    """``path`` as a file (``directory``: a directory) that a long command writes at its end, checked before the work:
+    a LatkitError where it is the other kind, a parent of it is a file, or the folder it goes into is read-only."""
+    from latkit.errors import LatkitError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        raise LatkitError(f"cannot write {path}: it is a {'file' if directory else 'directory'}, not a "
+                          f"{'directory' if directory else 'file'}")
+    folder = path if directory and path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise LatkitError(f"cannot write {path}: {folder} is a file, not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LatkitError(f"cannot write {path}: {folder} is read-only")
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A fresh temporary path beside ``path`` to write to; when the block ends without an error the file is

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latkit import __version__
+from latkit.atomic import check_out
 from latkit.errors import LatkitError, LatkitWarning
 
 
@@ -471,6 +472,8 @@ def _cmd_bench_predictors(args: argparse.Namespace, console: Console) -> int:
     except ValueError:
         raise LatkitError(f"--sizes must be comma-separated integers or 'all', got {args.sizes!r}") from None
     kinds = args.models.split(",") if args.models else None
+    if args.out:
+        check_out(args.out, directory=True)
     rows = bench.run(datasets, kinds=kinds, sizes=sizes, stat=args.stat, seeds=_numbers(args.seeds, SEEDS, "--seeds"),
                      log=lambda line: console.print(line, highlight=False))
     table = bench.markdown(rows)
@@ -492,6 +495,7 @@ def _cmd_recommend(args: argparse.Namespace, console: Console) -> int:
         if args.write and args.dataset:
             raise LatkitError("--write regenerates the shipped table from the shipped datasets; with --dataset, "
                               "write elsewhere with --out")
+        check_out(args.out or recommend.table_path())  # before fitting every kind on every dataset
         table = recommend.build_table(args.dataset, log=lambda line: console.print(line, highlight=False))
         if args.write or args.out:
             console.print(f"wrote {recommend.write_table(table, args.out)}", highlight=False)
@@ -507,6 +511,8 @@ def _cmd_bench_transfer(args: argparse.Namespace, console: Console) -> int:
 
     datasets = args.dataset or [str(p) for p in shipped()]
     sizes = _numbers(args.sizes, _number(int, None, MAX_COUNT), "--sizes")
+    if args.out:
+        check_out(args.out, directory=True)
     rows = bench.transfer_run(datasets, sizes=sizes, draws=args.draws, log=lambda l: console.print(l, highlight=False),
                               prior_kind=args.prior_model)
     table = bench.transfer_markdown(rows)
@@ -630,8 +636,9 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     _set_threads(args)
     genotype = genotype_from(args.genotype)
-    if args.out_dir is not None and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-        raise LatkitError(f"--out-dir {args.out_dir} is a file, not a directory")
+    for path, directory in ((args.out_dir, True), (args.out, False)):
+        if path is not None:
+            check_out(path, directory=directory)  # before training, not after it
     bar, progress = _batch_bar(console, "train")
     try:
         with bar:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from latkit.atomic import check_out
 from latkit.backends.timing import MeasureProtocol
 from latkit.backends.registry import backend_class, get_backend, list_backends, parse_backend_list
 from latkit.errors import LatkitError
@@ -88,6 +89,7 @@ def search(target: str | list[tuple[str, str]], *, out: str | Path = DEFAULT_OUT
     from latkit.search.searcher import run_search
 
     log = log or (lambda line: None)
+    check_out(out, directory=True)  # before the search: its result is written there at the end
     targets = parse_backend_list(target, "--target", target_device) if isinstance(target, str) else list(target)
     if len(targets) > 1 and predictor is not None:
         raise LatkitError("a predictor is given for one target; several targets are penalised with their "
@@ -213,6 +215,8 @@ def run_sweep(out: str | Path, *, target: str, target_device: str, predictor: An
     """
     from latkit.search.penalty import check_lambda
     from latkit.search.train import train_genotype
+
+    check_out(out, directory=True)
 
     check_target(target, target_device)
     for lam in lambdas:

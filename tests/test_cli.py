@@ -115,6 +115,27 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys: pytest.CaptureFixture[s
     assert err.count("\n") == 1 and err.startswith("latkit: error: cannot write ") and str(blocker) in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["search", "--target", "onnxruntime", "--out", "{file}/run"],
+    ["sweep", "--target", "onnxruntime", "--out", "{file}"],
+    ["train", "DARTS_V2", "--out", "{file}/r.json"],
+    ["train", "DARTS_V2", "--out-dir", "{file}"],
+    ["bench", "predictors", "--out", "{file}/b"],
+    ["bench", "transfer", "--out", "{file}"],
+    ["recommend", "--dataset", "none.parquet", "--out", "{file}/t.json"],
+])
+def test_a_long_command_checks_its_out_before_the_work(argv: list[str], tmp_path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A search, a sweep, a training or a benchmark that cannot write its result is refused before it runs (the
+    search once ran its epochs and then failed to write result.json)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([a.replace("{file}", str(blocker)) for a in argv]) == 2
+    err = capsys.readouterr()
+    assert err.err.count("\n") == 1 and err.err.startswith("latkit: error: cannot write ") and str(blocker) in err.err
+    assert "epoch" not in err.out and blocker.read_text() == ""
+
+
 def test_backends_prints_the_real_install_command(capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
