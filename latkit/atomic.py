@@ -27,6 +27,8 @@ def check_out(path: str | Path, *, directory: bool = False) -> Path:
     from latkit.errors import LatkitError
 
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise LatkitError(f"cannot write {path}: it is a symlink to {os.readlink(path)}, which does not exist")
     if path.exists() and path.is_dir() != directory:
         raise LatkitError(f"cannot write {path}: it is a {'file' if directory else 'directory'}, not a "
                           f"{'directory' if directory else 'file'}")

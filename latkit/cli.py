@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latkit import __version__
-from latkit.atomic import check_out
+from latkit.atomic import check_out, write_bytes
 from latkit.errors import LatkitError, LatkitWarning
 
 
@@ -495,7 +495,8 @@ def _cmd_recommend(args: argparse.Namespace, console: Console) -> int:
         if args.write and args.dataset:
             raise LatkitError("--write regenerates the shipped table from the shipped datasets; with --dataset, "
                               "write elsewhere with --out")
-        check_out(args.out or recommend.table_path())  # before fitting every kind on every dataset
+        if args.write or args.out:
+            check_out(args.out or recommend.table_path())  # before fitting every kind on every dataset
         table = recommend.build_table(args.dataset, log=lambda line: console.print(line, highlight=False))
         if args.write or args.out:
             console.print(f"wrote {recommend.write_table(table, args.out)}", highlight=False)
@@ -639,6 +640,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     for path, directory in ((args.out_dir, True), (args.out, False)):
         if path is not None:
             check_out(path, directory=directory)  # before training, not after it
+    if args.out and args.out_dir and Path(args.out).absolute() == Path(args.out_dir).absolute():
+        raise LatkitError(f"--out {args.out} is --out-dir: the result JSON is a file in another place")
     bar, progress = _batch_bar(console, "train")
     try:
         with bar:
@@ -656,7 +659,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     console.print(f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['params'] / 1e6:.3f} M parameters, "
                   f"{args.epochs} epochs on {args.data})", highlight=False)
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())  # its folders made as needed
     return 0
 
 
@@ -957,7 +960,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=POSITIVE_INT)
     p.add_argument("--out", type=PATH, help="write the result JSON here")
-    p.add_argument("--out-dir", metavar="DIR", help="checkpoint every epoch in DIR; rerunning the same command "
+    p.add_argument("--out-dir", type=PATH, metavar="DIR", help="checkpoint every epoch in DIR; rerunning the same command "
                                                     "resumes after the last finished epoch")
     data_args(p, batch=96)
     p.set_defaults(handler=_cmd_train)

@@ -94,6 +94,8 @@ def test_export(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     (["measure", "--backend", "torch", "--count", "1", "--out", ""], "--out: is empty"),
     (["predict", "--predictor", "", "DARTS_V2"], "--predictor: is empty"),
     (["fit", "--dataset", "", "--out", "p"], "--dataset: is empty"),
+    (["train", "DARTS_V2", "--out-dir", ""], "--out-dir: is empty"),
+    (["train", "DARTS_V2", "--out-dir", "r", "--out", "./r"], "--out ./r is --out-dir"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], fault: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -213,3 +215,17 @@ def test_train_a_result_whose_genotype_is_not_a_string(tmp_path, capsys: pytest.
     result.write_text(json.dumps({"genotype": 42}))
     assert main(["train", str(result), "--epochs", "1"]) == 2
     assert "'genotype' must be a genotype string, got int" in _one_line(capsys)
+
+
+def test_a_dangling_symlink_out_is_refused_before_the_work(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    assert main(["bench", "transfer", "--out", str(tmp_path / "link")]) == 2
+    assert "is a symlink to" in capsys.readouterr().err
+
+
+def test_train_out_makes_its_folders(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The result JSON goes into folders that do not exist yet (it once failed there, after the training)."""
+    out = tmp_path / "new" / "sub" / "r.json"
+    assert main(["train", "DARTS_V2", "--epochs", "1", "--layers", "3", "--channels", "4", "--limit", "32",
+                 "--resolution", "8", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["test_accuracy"] >= 0
