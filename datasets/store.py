@@ -23,7 +23,8 @@ Writing is crash-safe: each row is appended and fsync'd to ``FILE.journal`` (JSO
 and at the end; a reader sees both, so ``kill -9`` loses at most the architecture in flight. A writer holds an OS
 lock (flock) on ``FILE.lock`` for its whole run (and on Linux an abstract socket named after it, which deleting the
 file does not remove), so a second writer is refused instead of interleaving; the lock goes with the process however
-it ends (a lock file left behind by a killed writer means nothing) and the file is removed on release. A symlink to a dataset is the dataset: its journal, lock and replacements are those of the real file.
+it ends (a lock file left behind by a killed writer means nothing) and the file is removed on release. A symlink to
+a dataset is the dataset: its journal, lock and replacements are those of the real file.
 A journal line that cannot be read is counted (``Dataset.unreadable_lines``), never silently dropped: a partial last
 line (a write cut short by a crash) is cut off when a writer resumes; any other unreadable line is moved by
 compaction to ``FILE.journal.rejected``.
@@ -51,7 +52,7 @@ try:
 except ImportError:  # not POSIX: filelock's lock instead (its file stays in place)
     fcntl = None  # type: ignore[assignment]
 
-from latkit.atomic import atomic_path, fsync_dir
+from latkit.atomic import atomic_path, fsync_dir, nearest_existing
 from latkit.errors import LatkitError
 
 FORMAT = "latkit-latency-dataset"
@@ -136,11 +137,9 @@ def check_out_path(path: str | Path) -> Path:
     except UnicodeEncodeError:
         raise DatasetError(f"{ascii(str(path))}: the file name is not valid UTF-8, which a Parquet file needs; "
                            "choose another name") from None
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise DatasetError(f"cannot write {path}: {parent} is a file, not a directory")
-            break
+    parent = nearest_existing(path)
+    if not parent.is_dir():
+        raise DatasetError(f"cannot write {path}: {parent} is a file, not a directory")
     return path
 
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from latkit.errors import LatkitError
+
 
 def fsync_dir(directory: Path) -> None:
     """Make a new or renamed file in ``directory`` survive a power loss (POSIX only)."""
@@ -21,18 +23,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """The nearest parent of ``path`` that exists: where it would be created (``.`` at most for a relative path)."""
+    return next(p for p in Path(path).parents if p.exists())
+
+
 def check_out(path: str | Path, *, directory: bool = False) -> Path:
     """``path`` as a file (``directory``: a directory) that a long command writes at its end, checked before the work:
     a LatkitError where it is the other kind, a parent of it is a file, or the folder it goes into is read-only."""
-    from latkit.errors import LatkitError
-
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise LatkitError(f"cannot write {path}: it is a symlink to {os.readlink(path)}, which does not exist")
     if path.exists() and path.is_dir() != directory:
         raise LatkitError(f"cannot write {path}: it is a {'file' if directory else 'directory'}, not a "
                           f"{'directory' if directory else 'file'}")
-    folder = path if directory and path.exists() else next(p for p in path.absolute().parents if p.exists())
+    folder = path if directory and path.exists() else nearest_existing(path)
     if not folder.is_dir():
         raise LatkitError(f"cannot write {path}: {folder} is a file, not a directory")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -767,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=POSITIVE_INT, help="candidates for --select (default max(20 N, 1000); at most "
                                                      "100000 for diverse, 10000000 for random)")
     p.add_argument("--seed", type=SEED, default=0, help="sampling campaign seed (default 0)")
-    p.add_argument("--shard", type=SHARD, default="1/1", help="measure only indices i with i %% N == K-1 (default 1/1)")
+    p.add_argument("--shard", type=SHARD, default="1/1",
+                   help="measure only indices i with i %% N == K-1 (default 1/1)")
     p.add_argument("--out", type=PATH, help="dataset file (default BACKEND_DEVICE_bB_rR_cC_lL.parquet)")
     p.add_argument("--force", action="store_true",
                    help="append even if the environment fingerprint differs (never another backend, device, backend "
@@ -870,7 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
     p = bench_sub.add_parser("predictors", help="every predictor x training size on a fixed held-out split")
-    p.add_argument("--dataset", type=PATH, action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--dataset", type=PATH, action="append",
+                   help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--models", help=f"comma-separated subset of {','.join(list_predictors())}")
     p.add_argument("--sizes", default="250,500,1000,2000,all", help="training sizes: integers >= 2 or 'all'")
     p.add_argument("--seeds", default="0", help="fit seeds (training subset and fit), e.g. 0,1,2: the fit's spread")
@@ -878,7 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=PATH, help="directory for the Markdown table, JSON rows and PNG plots")
     p.set_defaults(handler=_cmd_bench_predictors)
     p = bench_sub.add_parser("transfer", help="few-shot transfer between every pair of datasets, N = 5..100")
-    p.add_argument("--dataset", type=PATH, action="append", help="dataset file (repeatable; default: the shipped ones)")
+    p.add_argument("--dataset", type=PATH, action="append",
+                   help="dataset file (repeatable; default: the shipped ones)")
     p.add_argument("--sizes", default="5,10,20,50,100")
     p.add_argument("--draws", type=POSITIVE_INT, default=20, help="random draws per N (default %(default)s)")
     p.add_argument("--prior-model", default=AUTO, choices=kinds,
@@ -960,8 +963,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=POSITIVE_INT)
     p.add_argument("--out", type=PATH, help="write the result JSON here")
-    p.add_argument("--out-dir", type=PATH, metavar="DIR", help="checkpoint every epoch in DIR; rerunning the same command "
-                                                    "resumes after the last finished epoch")
+    p.add_argument("--out-dir", type=PATH, metavar="DIR",
+                   help="checkpoint every epoch in DIR; rerunning the same command resumes after the last finished "
+                        "epoch")
     data_args(p, batch=96)
     p.set_defaults(handler=_cmd_train)
 

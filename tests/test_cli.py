@@ -18,8 +18,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_start_up_loads_no_scipy() -> None:
-    """Every command builds the whole parser first; SciPy there cost each command (a refusal, --version) ~0.7 s of
-    start-up (benchmarks/RESULTS.md, "Bad input and faults"). Fitting imports it when it scores."""
+    """Every command builds the whole parser first; SciPy there slowed each command, a refusal or --version, by about
+    a second (benchmarks/RESULTS.md, "What happens on bad input or a fault?"). Fitting imports it when it scores."""
     code = "import sys; from latkit.cli import build_parser; build_parser(); print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
-from latkit.atomic import created_mode, fsync_dir, remove_stale, temp_prefix
+from latkit.atomic import created_mode, fsync_dir, nearest_existing, remove_stale, temp_prefix
 from latkit.errors import LatkitError, LatkitWarning, one_line
 from latkit.space import ENCODING_SIZE, ENCODING_VERSION, Genotype
 
@@ -271,10 +271,8 @@ def check_save_path(directory: Path) -> Path:
     """Where ``save`` may write ``directory``: the directory a symlink points to; refused where it would replace
     a file or a directory that is not a saved predictor, or under a file (the CLI asks before fitting)."""
     directory = Path(directory)
-    parent = directory.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
+    parent = nearest_existing(directory)
+    if not parent.is_dir():
         raise PredictorError(f"cannot save a predictor to {directory}: {parent} is a file, not a directory")
     if directory.is_symlink():
         directory = Path(os.path.realpath(directory))

@@ -73,7 +73,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         return {k: float("nan") for k in ("mape_pct", "rmse_ms", "within5_pct", "within10_pct", "spearman",
                                            "kendall")} | {"n": 0}
     ape = np.abs(y_pred - y_true) / y_true
-    from scipy import stats as sstats  # here, not at import: SciPy's stats cost every latkit command ~0.5 s
+    from scipy import stats as sstats  # here, not at import: SciPy at start-up slowed every command
 
     ranked = len(y_true) >= 2 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
     return {"mape_pct": float(100 * ape.mean()), "rmse_ms": float(np.sqrt(np.mean((y_pred - y_true) ** 2))),
